@@ -1,0 +1,93 @@
+"""Entry point of the ``conveyor`` command. Subcommands load lazily to keep start-up fast."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+import click
+
+from conveyor.errors import EXIT_INTERNAL, EXIT_USAGE, ConveyorError
+
+COMMANDS = {
+    "init": ("conveyor.cli.init_cmd:init", "Create a new project from a working template."),
+    "run": ("conveyor.cli.run_cmd:run", "Run a pipeline, reusing verified cached steps."),
+    "runs": ("conveyor.cli.runs_cmd:runs", "List, show and compare runs."),
+    "artifacts": ("conveyor.cli.artifacts_cmd:artifacts", "Inspect stored artifacts."),
+    "lineage": ("conveyor.cli.lineage_cmd:lineage", "Show what produced an artifact or run, "
+                "and what used it."),
+    "reproduce": ("conveyor.cli.reproduce_cmd:reproduce", "Re-execute a run from its recorded "
+                  "commit and compare every artifact."),
+    "db": ("conveyor.cli.db_cmd:db", "Manage the metadata database schema."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target[0].partition(":")
+        cmd: click.Command = getattr(importlib.import_module(module), attr)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table above, so `conveyor --help` imports no subcommand.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "--project", "project", type=click.Path(file_okay=False, path_type=Path),
+              envvar="CONVEYOR_PROJECT", help="Project directory (default: the nearest parent "
+              "directory holding conveyor.yaml).")
+@click.version_option(package_name="conveyor-ml", prog_name="conveyor")
+@click.pass_context
+def cli(ctx: click.Context, project: Path | None) -> None:
+    """Conveyor: CI/CD for machine learning.
+
+    Typed, cached pipelines; content-addressed artifacts; lineage; reproducible runs.
+    Status goes to stderr, results to stdout; --json gives machine-readable results.
+    Exit codes: 0 success, 1 a run or gate failed, 2 usage or configuration error,
+    3 internal error.
+    """
+    ctx.obj = {"project": project}
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
+    except ConveyorError as exc:
+        _print_error(exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        _print_error("internal error in Conveyor (the traceback is above)",
+                     "please report it with the command you ran")
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(0)
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    head = click.style("error:", fg="red", bold=True) if color else "error:"
+    click.echo(f"{head} {message}", err=True)
+    if hint:
+        click.echo(f"  hint: {hint}", err=True)
+

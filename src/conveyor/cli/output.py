@@ -1,0 +1,47 @@
+"""Output conventions: status to stderr, results to stdout, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+
+def use_color(stream: Any) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("NO_COLOR")
+
+
+def status(message: str, **style: Any) -> None:
+    """A progress or status line on stderr."""
+    click.echo(click.style(message, **style) if use_color(sys.stderr) and style else message,
+               err=True)
+
+
+def result(message: str = "", **style: Any) -> None:
+    """A result line on stdout."""
+    click.echo(click.style(message, **style) if use_color(sys.stdout) and style else message)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")),
+                   highlight=False, soft_wrap=True)
+
+
+def open_project_from(ctx: click.Context) -> Any:
+    from conveyor.engine.project import open_project
+
+    root = ctx.find_root().obj or {}
+    return open_project(root.get("project"))
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print the result as JSON on stdout.")

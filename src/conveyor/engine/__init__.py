@@ -1,0 +1,1 @@
+"""The engine: plans a run, decides cache reuse, executes steps and records everything."""

@@ -1,0 +1,1 @@
+"""Stores: the metadata database (SQLAlchemy Core + Alembic) and content-addressed artifacts."""

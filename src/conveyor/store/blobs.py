@@ -1,0 +1,200 @@
+"""Content-addressed blobs: ``objects/ab/abcdef…`` under a local directory or any fsspec URL.
+
+Bytes are written to a temporary name, hashed, and only then moved (locally: renamed; remote:
+PUT whole) under their digest, so a final key never holds a partial object. Reads verify the
+digest; a blob that does not verify is moved to ``quarantine/`` and reported as missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import IntegrityError, NotFoundError
+
+log = logging.getLogger("conveyor.store")
+
+CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """Digest of a directory's content: relative paths, executable bits and file digests."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = Path(dirpath, name)
+            rel = full.relative_to(root).as_posix()
+            mode = "x" if os.access(full, os.X_OK) else "-"
+            h.update(f"{rel}\0{mode}\0{file_digest(full)}\n".encode())
+    return h.hexdigest()
+
+
+def path_digest(path: Path) -> str:
+    """Digest of a file's bytes, or of a directory's tree."""
+    return tree_digest(path) if path.is_dir() else file_digest(path)
+
+
+def is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+class BlobStore:
+    """Immutable blobs keyed by sha256. ``url`` is a directory path or an fsspec URL."""
+
+    def __init__(self, url: str, cache_dir: Path) -> None:
+        self.url = url
+        self.remote = "://" in url and not url.startswith("file://")
+        self.cache_dir = cache_dir
+        self._fs: Any = None
+        if self.remote:
+            self.root = url.rstrip("/")
+        else:
+            self.root = str(Path(url.removeprefix("file://")).resolve())
+            Path(self.root, "tmp").mkdir(parents=True, exist_ok=True)
+
+    # -- layout ----------------------------------------------------------------------------
+    def key(self, digest: str) -> str:
+        if not is_digest(digest):
+            raise NotFoundError(f"'{digest}' is not a sha256 digest")
+        return f"{self.root}/objects/{digest[:2]}/{digest[2:]}"
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            import fsspec
+
+            self._fs, _ = fsspec.core.url_to_fs(self.url)
+        return self._fs
+
+    def staging_path(self, suffix: str = "") -> Path:
+        """A fresh temporary file path on the same filesystem as the blobs when local."""
+        base = Path(self.root, "tmp") if not self.remote else self.cache_dir / "tmp"
+        base.mkdir(parents=True, exist_ok=True)
+        return base / f"{uuid.uuid4().hex}{suffix}.partial"
+
+    # -- writing ---------------------------------------------------------------------------
+    def put_file(self, path: Path, *, move: bool = False) -> tuple[str, int]:
+        """Store the file at ``path``; return (digest, size). ``move`` consumes the file."""
+        digest = file_digest(path)
+        size = path.stat().st_size
+        target = self.key(digest)
+        if self.remote:
+            if not self.fs.exists(target):
+                self.fs.put_file(str(path), target)
+            if move:
+                path.unlink()
+            return digest, size
+        if os.path.exists(target) and os.path.getsize(target) == size:
+            if move:
+                path.unlink()
+            return digest, size
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if move:
+            os.replace(path, target)
+        else:
+            tmp = self.staging_path()
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        return digest, size
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        tmp = self.staging_path()
+        with open(tmp, "wb") as f:
+            f.write(data)
+        return self.put_file(tmp, move=True)
+
+    # -- reading ---------------------------------------------------------------------------
+    def exists(self, digest: str) -> bool:
+        target = self.key(digest)
+        return self.fs.exists(target) if self.remote else os.path.exists(target)
+
+    def local_path(self, digest: str) -> Path:
+        """A local file holding the blob, verified against its digest.
+
+        Raises NotFoundError when the blob is missing and IntegrityError (after quarantining
+        it) when its bytes do not match.
+        """
+        target = self.key(digest)
+        if self.remote:
+            local = self.cache_dir / "objects" / digest[:2] / digest[2:]
+            if not local.exists():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.staging_path()
+                try:
+                    self.fs.get_file(target, str(tmp))
+                except FileNotFoundError:
+                    raise NotFoundError(f"artifact {digest[:12]} is missing from {self.url}") from None
+                if file_digest(tmp) != digest:
+                    tmp.unlink()
+                    self.quarantine(digest)
+                    raise IntegrityError(f"artifact {digest[:12]} in {self.url} is corrupt")
+                os.replace(tmp, local)
+            return local
+        path = Path(target)
+        if not path.exists():
+            raise NotFoundError(f"artifact {digest[:12]} is missing from {self.root}")
+        if file_digest(path) != digest:
+            self.quarantine(digest)
+            raise IntegrityError(
+                f"artifact {digest[:12]} in {self.root} does not match its digest; "
+                "it was moved to quarantine/"
+            )
+        return path
+
+    def get_bytes(self, digest: str) -> bytes:
+        return self.local_path(digest).read_bytes()
+
+    def verify(self, digest: str) -> bool:
+        """True when the blob exists and verifies; a corrupt blob is quarantined."""
+        try:
+            self.local_path(digest)
+        except NotFoundError:
+            return False
+        except IntegrityError as exc:
+            log.warning("%s", exc)
+            return False
+        return True
+
+    def quarantine(self, digest: str) -> None:
+        target = self.key(digest)
+        dest = f"{self.root}/quarantine/{digest}.{int(time.time())}"
+        if self.remote:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.mv(target, dest)
+            return
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(target, dest)
+
+    def clean_staging(self, older_than_s: float = 3600) -> int:
+        """Remove temporary files left by killed writers; returns how many were removed."""
+        base = Path(self.root, "tmp") if not self.remote else self.cache_dir / "tmp"
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for p in base.glob("*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                if p.stat().st_mtime < cutoff:
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink()
+                    removed += 1
+        return removed
+
+
+def scratch_dir(prefix: str = "conveyor-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))

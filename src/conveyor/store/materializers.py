@@ -1,0 +1,322 @@
+"""Materializers turn step outputs into one file of bytes and back.
+
+Built in: pandas DataFrames and Arrow tables as Parquet, numpy arrays (``.npy`` without
+pickle), JSON values, scikit-learn estimators through skops with a trusted-type allowlist,
+files and directories (a deterministic tar). Pickle only when the project sets
+``trust: {pickle: true}``. Users add their own with :func:`register_materializer`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from conveyor.errors import DefinitionError, TrustError
+
+SAFE_SKOPS_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MaterializeContext:
+    trust_pickle: bool = False
+    skops_types: tuple[str, ...] = ()
+    scratch: Path = field(default_factory=lambda: Path("."))
+
+
+@runtime_checkable
+class Materializer(Protocol):
+    """Save values of some types to one file, and load them back."""
+
+    name: str
+
+    def handles(self, kind: type) -> bool:
+        """True when values of type ``kind`` can be saved by this materializer."""
+        ...
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        """Write ``value`` to the file ``dest``; return small JSON metadata to keep with it."""
+        ...
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        ...
+
+
+def _qualname(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _is_subclass_named(kind: type, names: tuple[str, ...]) -> bool:
+    return any(_qualname(k) in names for k in getattr(kind, "__mro__", ()))
+
+
+class PandasParquet:
+    name = "pandas.parquet"
+
+    def handles(self, kind: type) -> bool:
+        return _is_subclass_named(kind, ("pandas.DataFrame", "pandas.core.frame.DataFrame"))
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(value)
+        pq.write_table(table, dest)
+        return {"rows": table.num_rows, "columns": list(map(str, value.columns))}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pandas()
+
+
+class ArrowParquet:
+    name = "arrow.parquet"
+
+    def handles(self, kind: type) -> bool:
+        return _is_subclass_named(kind, ("pyarrow.lib.Table",))
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        import pyarrow.parquet as pq
+
+        pq.write_table(value, dest)
+        return {"rows": value.num_rows, "columns": list(value.column_names)}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path)
+
+
+class NumpyArray:
+    name = "numpy.npy"
+
+    def handles(self, kind: type) -> bool:
+        return _is_subclass_named(kind, ("numpy.ndarray",))
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        import numpy as np
+
+        if value.dtype.hasobject:
+            raise DefinitionError(
+                "a numpy array of Python objects cannot be stored without pickle",
+                hint="convert it to a numeric or string dtype, or return a DataFrame",
+            )
+        with open(dest, "wb") as f:
+            np.save(f, value, allow_pickle=False)
+        return {"shape": list(value.shape), "dtype": str(value.dtype)}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        import numpy as np
+
+        return np.load(path, allow_pickle=False)
+
+
+JSON_TYPES: tuple[type, ...] = (dict, list, str, int, float, bool, type(None))
+
+
+class JsonValue:
+    name = "json"
+
+    def handles(self, kind: type) -> bool:
+        return kind in JSON_TYPES or getattr(kind, "__origin__", None) in (dict, list)
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        try:
+            text = json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1)
+        except TypeError as exc:
+            raise DefinitionError(f"value is not JSON: {exc}") from None
+        dest.write_text(text, encoding="utf-8")
+        return {"json_type": type(value).__name__}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+def normalized_zip(data: bytes) -> bytes:
+    """Rewrite a zip with fixed timestamps and sorted entries so equal content is equal bytes."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in sorted(src.infolist(), key=lambda i: i.filename):
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = info.compress_type
+            fixed.external_attr = 0o644 << 16
+            dst.writestr(fixed, src.read(info))
+    return out.getvalue()
+
+
+class SkopsEstimator:
+    name = "sklearn.skops"
+
+    def handles(self, kind: type) -> bool:
+        return _is_subclass_named(kind, ("sklearn.base.BaseEstimator",))
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        import skops.io as sio
+
+        dest.write_bytes(normalized_zip(sio.dumps(value)))
+        return {"class": _qualname(type(value))}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        import skops.io as sio
+
+        data = path.read_bytes()
+        untrusted = sio.get_untrusted_types(data=data)
+        refused = [
+            t for t in untrusted if not t.startswith(SAFE_SKOPS_PREFIXES) and t not in ctx.skops_types
+        ]
+        if refused:
+            raise TrustError(
+                f"the model uses types that are not trusted: {', '.join(sorted(refused))}",
+                hint="if you trust them, list them under trust: {skops_types: [...]} in "
+                "conveyor.yaml",
+            )
+        return sio.loads(data, trusted=untrusted)
+
+
+def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if info.isdir() or info.mode & 0o100 else 0o644
+    return info
+
+
+class DirectoryTar:
+    name = "directory.tar"
+
+    def handles(self, kind: type) -> bool:
+        return False  # chosen by value: a Path to a directory
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        root = Path(value)
+        count = 0
+        with tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as tar:
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames.sort()
+                rel_dir = Path(dirpath).relative_to(root)
+                for name in sorted(filenames):
+                    full = Path(dirpath, name)
+                    tar.add(full, arcname=str(rel_dir / name), recursive=False, filter=_tar_filter)
+                    count += 1
+        from conveyor.store.blobs import tree_digest
+
+        return {"filename": root.name, "files": count, "tree": tree_digest(root)}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        name = Path(str(meta.get("filename", "data"))).name or "data"
+        target = ctx.scratch / name
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(path) as tar:
+            tar.extractall(target, filter="data")
+        return target
+
+
+class SingleFile:
+    name = "file"
+
+    def handles(self, kind: type) -> bool:
+        return False  # chosen by value: a Path to a file
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        import shutil
+
+        shutil.copyfile(value, dest)
+        return {"filename": Path(value).name}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        import shutil
+
+        name = Path(str(meta.get("filename", "data"))).name or "data"
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        target = ctx.scratch / name
+        shutil.copyfile(path, target)
+        return target
+
+
+class Pickle:
+    name = "pickle"
+
+    def handles(self, kind: type) -> bool:
+        return False
+
+    def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        import pickle
+
+        if not ctx.trust_pickle:
+            raise TrustError("pickle is disabled")
+        with open(dest, "wb") as f:
+            pickle.dump(value, f, protocol=5)
+        return {"class": _qualname(type(value))}
+
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
+        import pickle
+
+        if not ctx.trust_pickle:
+            raise TrustError(
+                "this artifact was stored with pickle, and loading it could run arbitrary code",
+                hint="only if you trust where it came from, set trust: {pickle: true} in "
+                "conveyor.yaml",
+            )
+        with open(path, "rb") as f:
+            return pickle.load(f)  # noqa: S301 - only reached when the project trusts pickle
+
+
+_REGISTRY: list[Materializer] = []
+_BUILTIN: list[Materializer] = [
+    PandasParquet(),
+    ArrowParquet(),
+    NumpyArray(),
+    SkopsEstimator(),
+    JsonValue(),
+]
+_BY_NAME: dict[str, Materializer] = {
+    m.name: m for m in (*_BUILTIN, DirectoryTar(), SingleFile(), Pickle())
+}
+
+
+def register_materializer(materializer: Materializer) -> Materializer:
+    """Add a materializer; it is tried before the built-in ones."""
+    if not isinstance(materializer, Materializer):
+        raise DefinitionError(f"{materializer!r} does not implement the Materializer protocol")
+    if materializer.name in _BY_NAME and _BY_NAME[materializer.name] not in _REGISTRY:
+        raise DefinitionError(f"a built-in materializer is already named '{materializer.name}'")
+    _REGISTRY[:] = [m for m in _REGISTRY if m.name != materializer.name]
+    _REGISTRY.insert(0, materializer)
+    _BY_NAME[materializer.name] = materializer
+    return materializer
+
+
+def by_name(name: str) -> Materializer:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise DefinitionError(
+            f"no materializer named '{name}' is registered",
+            hint="import the module that calls register_materializer(...) in your pipeline",
+        ) from None
+
+
+def choose(value: Any, ctx: MaterializeContext) -> Materializer:
+    """The materializer for ``value``: registered ones first, then by type, then pickle."""
+    kind = type(value)
+    if isinstance(value, os.PathLike):
+        return _BY_NAME["directory.tar"] if Path(value).is_dir() else _BY_NAME["file"]
+    for m in (*_REGISTRY, *_BUILTIN):
+        if m.handles(kind):
+            return m
+    if ctx.trust_pickle:
+        return _BY_NAME["pickle"]
+    raise DefinitionError(
+        f"Conveyor has no materializer for values of type {_qualname(kind)}",
+        hint="return a DataFrame, Arrow table, numpy array, JSON value, scikit-learn estimator "
+        "or Path; or register a materializer with conveyor.register_materializer(...); or, if "
+        "you accept pickle, set trust: {pickle: true} in conveyor.yaml",
+    )
+
