@@ -32,8 +32,11 @@ def emit_json(data: Any) -> None:
 def console(stderr: bool = False) -> Any:
     from rich.console import Console
 
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output keeps whole lines (ids, digests) instead of rich's 80-column default.
+    width = None if use_color(stream) else 200
     return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")),
-                   highlight=False, soft_wrap=True)
+                   highlight=False, width=width)
 
 
 def open_project_from(ctx: click.Context) -> Any:

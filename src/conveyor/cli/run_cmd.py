@@ -61,10 +61,11 @@ def parse_params(items: tuple[str, ...]) -> dict[str, str]:
               help="For each step that re-ran, print which part of its cache key changed.")
 @click.option("-w", "--workers", type=click.IntRange(1, 256), default=None,
               help="Run independent steps in N worker processes (default: in-process).")
+@click.option("--reproduces", hidden=True, help="Record that this run reproduces RUN.")
 @json_option
 @click.pass_context
 def run(ctx: click.Context, pipeline: str | None, params: tuple[str, ...], no_cache: bool,
-        explain: bool, workers: int | None, as_json: bool) -> None:
+        explain: bool, workers: int | None, reproduces: str | None, as_json: bool) -> None:
     """Run PIPELINE (optional when the project has one).
 
     Each step prints one line: cached, ran in N s, failed or skipped. A failed step fails the
@@ -75,7 +76,7 @@ def run(ctx: click.Context, pipeline: str | None, params: tuple[str, ...], no_ca
 
     project = open_project_from(ctx)
     options = RunOptions(pipeline=pipeline, params=parse_params(params), no_cache=no_cache,
-                         explain=explain, workers=workers)
+                         explain=explain, workers=workers, reproduces=reproduces)
     outcome = run_pipeline(project, options, LineReporter(explain))
     cached = sum(1 for s in outcome.steps if s.status == "cached")
     ran = sum(1 for s in outcome.steps if s.status == "succeeded")

@@ -143,6 +143,8 @@ class RunExecution:
             environment={"python": platform.python_version(), "platform": platform.platform(),
                          "executable": sys.executable, "workers": self.workers},
             reproduces=self.options.reproduces,
+            tags={"cli_params": canonical_json(dict(self.options.params))}
+            if self.options.params else None,
         )
         self.reporter.run_started(self.run_id, self.plan.graph.name,
                                   len(self.plan.graph.invocations))

@@ -42,7 +42,8 @@ class MetadataStore:
     def create_run(self, *, run_id: str, project: str, pipeline: str, owner: str,
                    git: Mapping[str, Any], params: Mapping[str, Any],
                    step_params: Mapping[str, Mapping[str, Any]],
-                   environment: Mapping[str, Any], reproduces: str | None = None) -> None:
+                   environment: Mapping[str, Any], reproduces: str | None = None,
+                   tags: Mapping[str, str] | None = None) -> None:
         stamp = now()
         with self.engine.begin() as conn:
             conn.execute(t.runs.insert().values(
@@ -59,6 +60,9 @@ class MetadataStore:
                      for step, values in step_params.items() for k, v in values.items()]
             if rows:
                 conn.execute(t.params.insert(), rows)
+            if tags:
+                conn.execute(t.tags.insert(), [{"run_id": run_id, "key": k, "value": v}
+                                               for k, v in tags.items()])
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         """Renew the lease; False when the run is no longer ours (it was reaped)."""

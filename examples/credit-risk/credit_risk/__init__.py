@@ -1,0 +1,1 @@
+"""Credit-risk example: a synthetic loan-application generator and the feature logic."""
