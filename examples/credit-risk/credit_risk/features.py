@@ -57,16 +57,16 @@ def add_derived(df: pd.DataFrame) -> pd.DataFrame:
     * ``payment_to_income = 12 * monthly_payment / annual_income``
     * ``total_debt_to_income = debt_to_income + payment_to_income``
 
-    Incomes below 1 are treated as 1 in the ratios, so a zero income gives a large ratio
-    rather than a division by zero.
+    Incomes below 1 count as 1 in the ratios (a zero income gives a large ratio, not a
+    division by zero) and negative incomes as 0 in the log. Missing inputs give NaN.
     """
     out = df.copy()
     income = out["annual_income"].to_numpy(dtype=float)
-    ratio_income = np.maximum(income, 1.0, where=~np.isnan(income), out=income.copy())
+    ratio_income = np.maximum(income, 1.0)
     loan = out["loan_amount"].to_numpy(dtype=float)
     payment = monthly_payment(loan, out["interest_rate"], out["loan_term_months"])
     out["loan_to_income"] = loan / ratio_income
-    out["log_income"] = np.log1p(income)
+    out["log_income"] = np.log1p(np.maximum(income, 0.0))
     out["monthly_payment"] = payment
     out["payment_to_income"] = 12.0 * payment / ratio_income
     out["total_debt_to_income"] = (

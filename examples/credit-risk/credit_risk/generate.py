@@ -88,13 +88,13 @@ def default_logit(df: pd.DataFrame) -> np.ndarray:
 
     ::
 
-        logit = -2.3
-                - 0.012 * (credit_score - 680)
-                + 2.0   * (debt_to_income - 0.30)
-                + 0.45  * num_delinquencies
-                + 1.5   * (loan_amount / annual_income - 0.25)
-                + 0.06  * (interest_rate - 13)
-                - 0.35  * ln(annual_income / 50_000)
+        logit = -2.5
+                - 0.018 * (credit_score - 680)
+                + 3.0   * (debt_to_income - 0.30)
+                + 0.5   * num_delinquencies
+                + 2.0   * (loan_amount / annual_income - 0.25)
+                + 0.08  * (interest_rate - 13)
+                - 0.5   * ln(annual_income / 50_000)
                 - 0.03  * (min(employment_years, 20) - 5)
                 + 0.02  * (num_open_accounts - 6)
                 + 0.004 * (loan_term_months - 36)
@@ -112,13 +112,13 @@ def default_logit(df: pd.DataFrame) -> np.ndarray:
     income = df["annual_income"].to_numpy(dtype=float)
     loan = df["loan_amount"].to_numpy(dtype=float)
     return (
-        -2.3
-        - 0.012 * (df["credit_score"].to_numpy(dtype=float) - 680.0)
-        + 2.0 * (df["debt_to_income"].to_numpy(dtype=float) - 0.30)
-        + 0.45 * df["num_delinquencies"].to_numpy(dtype=float)
-        + 1.5 * (loan / income - 0.25)
-        + 0.06 * (df["interest_rate"].to_numpy(dtype=float) - 13.0)
-        - 0.35 * np.log(income / 50_000.0)
+        -2.5
+        - 0.018 * (df["credit_score"].to_numpy(dtype=float) - 680.0)
+        + 3.0 * (df["debt_to_income"].to_numpy(dtype=float) - 0.30)
+        + 0.5 * df["num_delinquencies"].to_numpy(dtype=float)
+        + 2.0 * (loan / income - 0.25)
+        + 0.08 * (df["interest_rate"].to_numpy(dtype=float) - 13.0)
+        - 0.5 * np.log(income / 50_000.0)
         - 0.03 * (emp_years - 5.0)
         + 0.02 * (df["num_open_accounts"].to_numpy(dtype=float) - 6.0)
         + 0.004 * (df["loan_term_months"].to_numpy(dtype=float) - 36.0)

@@ -52,6 +52,19 @@ class Project:
         self.environ = environ
         self.state_dir = root / ".conveyor"
 
+    def close(self) -> None:
+        """Release database connections (the project can be used again afterwards)."""
+        engine = self.__dict__.pop("engine", None)
+        self.__dict__.pop("metadata", None)
+        if engine is not None:
+            engine.dispose()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @functools.cached_property
     def engine(self) -> Any:
         return db.create_engine(self.config.stores.metadata, self.root)
