@@ -81,9 +81,7 @@ class ProjectConfig(_Model):
     def _pipelines(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key, ref in v.items():
             if isinstance(ref, str) and not re.fullmatch(r"[\w./-]+\.py:[A-Za-z_]\w*", ref):
-                raise ValueError(
-                    f"'{key}: {ref}' must have the form 'path/to/module.py:function'"
-                )
+                raise ValueError(f"'{key}: {ref}' must have the form 'path/to/module.py:function'")
         return v
 
     @field_validator("executor")
@@ -161,8 +159,10 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def interpolate(value: Any, environ: Mapping[str, str], path: str, keypath: str = "") -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in string values (never in keys)."""
     if isinstance(value, dict):
-        return {k: interpolate(v, environ, path, f"{keypath}.{k}" if keypath else str(k))
-                for k, v in value.items()}
+        return {
+            k: interpolate(v, environ, path, f"{keypath}.{k}" if keypath else str(k))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [interpolate(v, environ, path, f"{keypath}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
@@ -209,8 +209,10 @@ def _format_error(err: Mapping[str, Any], path: str, data: Any) -> ConfigError:
             f"{path}: {keypath}: unknown key",
             hint=suggestion or (f"allowed keys here: {', '.join(known)}" if known else None),
         )
-    return ConfigError(f"{path}: {keypath}: {err.get('msg', 'invalid value')}",
-                       hint="see docs/configuration.md for the expected form")
+    return ConfigError(
+        f"{path}: {keypath}: {err.get('msg', 'invalid value')}",
+        hint="see docs/configuration.md for the expected form",
+    )
 
 
 def parse_config(
@@ -226,8 +228,10 @@ def parse_config(
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, not "
-                          f"{type(data).__name__}", hint="start with 'name: my-project'")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, not {type(data).__name__}",
+            hint="start with 'name: my-project'",
+        )
     data = interpolate(data, env, path)
     _apply_env_overrides(data, env)
     try:
@@ -240,7 +244,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Project
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file", hint="run 'conveyor init' to create one") from None
+        raise ConfigError(
+            f"{path}: no such file", hint="run 'conveyor init' to create one"
+        ) from None
     if size > MAX_BYTES:
         raise ConfigError(
             f"{path}: file is larger than {MAX_BYTES // 1000} kB",

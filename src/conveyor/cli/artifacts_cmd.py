@@ -26,8 +26,12 @@ def _preview(value: Any) -> str:
 
 @artifacts.command("show")
 @click.argument("ref")
-@click.option("--preview/--no-preview", default=True, show_default=True,
-              help="Load the value (after verifying its digest) and print a preview.")
+@click.option(
+    "--preview/--no-preview",
+    default=True,
+    show_default=True,
+    help="Load the value (after verifying its digest) and print a preview.",
+)
 @json_option
 @click.pass_context
 def show(ctx: click.Context, ref: str, preview: bool, as_json: bool) -> None:
@@ -44,25 +48,38 @@ def show(ctx: click.Context, ref: str, preview: bool, as_json: bool) -> None:
     store = project.metadata
     digest, run_id = lin.resolve(store, ref)
     if digest is None:
-        raise UsageError(f"'{ref}' names run {run_id}, not an artifact",
-                         hint=f"name one of its outputs, e.g. {ref}:STEP")
+        raise UsageError(
+            f"'{ref}' names run {run_id}, not an artifact",
+            hint=f"name one of its outputs, e.g. {ref}:STEP",
+        )
     info = queries.find_artifact(store, digest)
     produced = queries.artifact_edges(store, digest, t.step_outputs)
     consumed = queries.artifact_edges(store, digest, t.step_inputs)
     verified = project.artifacts.blobs.verify(digest)
-    data = {"digest": info.digest, "type": info.type_name, "materializer": info.materializer,
-            "size": info.size, "meta": info.meta, "verified": verified,
-            "produced_by": [{"run_id": e["run_id"], "step": e["name"], "output": e["port"],
-                             "status": e["status"]} for e in produced],
-            "used_by": [{"run_id": e["run_id"], "step": e["name"], "input": e["port"]}
-                        for e in consumed]}
+    data = {
+        "digest": info.digest,
+        "type": info.type_name,
+        "materializer": info.materializer,
+        "size": info.size,
+        "meta": info.meta,
+        "verified": verified,
+        "produced_by": [
+            {"run_id": e["run_id"], "step": e["name"], "output": e["port"], "status": e["status"]}
+            for e in produced
+        ],
+        "used_by": [
+            {"run_id": e["run_id"], "step": e["name"], "input": e["port"]} for e in consumed
+        ],
+    }
     if as_json:
         emit_json(data)
         return
     out = console()
     out.print(f"[bold]artifact {info.digest}[/]")
-    out.print(f"type {info.type_name}, stored as {info.materializer}, {info.size} bytes, "
-              + ("[green]digest verified[/]" if verified else "[red]blob missing or corrupt[/]"))
+    out.print(
+        f"type {info.type_name}, stored as {info.materializer}, {info.size} bytes, "
+        + ("[green]digest verified[/]" if verified else "[red]blob missing or corrupt[/]")
+    )
     for k, v in sorted(info.meta.items()):
         out.print(f"  {k}: {v}", markup=False)
     for e in produced[:5]:

@@ -48,12 +48,18 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
 
     engine = _engine(ctx)
     rev, empty = dbmod.current_revision(engine)
-    data = {"url": engine.url.render_as_string(hide_password=True), "revision": rev,
-            "required": dbmod.SCHEMA_REVISION, "empty": empty,
-            "up_to_date": rev == dbmod.SCHEMA_REVISION}
+    data = {
+        "url": engine.url.render_as_string(hide_password=True),
+        "revision": rev,
+        "required": dbmod.SCHEMA_REVISION,
+        "empty": empty,
+        "up_to_date": rev == dbmod.SCHEMA_REVISION,
+    }
     if as_json:
         emit_json(data)
         return
     result(f"database  {data['url']}")
-    result(f"schema    {rev or '(none)'}; this Conveyor needs {dbmod.SCHEMA_REVISION}"
-           + ("" if data["up_to_date"] else " -> run 'conveyor db upgrade' after a backup"))
+    result(
+        f"schema    {rev or '(none)'}; this Conveyor needs {dbmod.SCHEMA_REVISION}"
+        + ("" if data["up_to_date"] else " -> run 'conveyor db upgrade' after a backup")
+    )

@@ -10,8 +10,9 @@ from conveyor.cli.output import result, status
 
 
 @click.command()
-@click.argument("directory", required=False, default=".",
-                type=click.Path(file_okay=False, path_type=Path))
+@click.argument(
+    "directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path)
+)
 @click.option("--name", help="Project name (default: the directory's name).")
 def init(directory: Path, name: str | None) -> None:
     """Create a working project in DIRECTORY (default: the current one).

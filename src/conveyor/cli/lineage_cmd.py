@@ -52,15 +52,30 @@ def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
         run = queries.get_run(store, run_id)
         steps = queries.step_runs(store, run_id)
         if as_json:
-            emit_json({"run_id": run_id, "pipeline": run.pipeline, "commit": run.git_commit,
-                       "dirty": run.git_dirty, "params": run.params,
-                       "steps": [{"name": s.name, "status": str(s.status), "inputs": s.inputs,
-                                  "outputs": s.outputs,
-                                  "files": (s.key_parts or {}).get("files", {})}
-                                 for s in steps]})
+            emit_json(
+                {
+                    "run_id": run_id,
+                    "pipeline": run.pipeline,
+                    "commit": run.git_commit,
+                    "dirty": run.git_dirty,
+                    "params": run.params,
+                    "steps": [
+                        {
+                            "name": s.name,
+                            "status": str(s.status),
+                            "inputs": s.inputs,
+                            "outputs": s.outputs,
+                            "files": (s.key_parts or {}).get("files", {}),
+                        }
+                        for s in steps
+                    ],
+                }
+            )
             return
-        tree = Tree(f"[bold]run {run_id}[/] pipeline {run.pipeline}, commit "
-                    f"{(run.git_commit or 'none')[:12]}{' +dirty' if run.git_dirty else ''}")
+        tree = Tree(
+            f"[bold]run {run_id}[/] pipeline {run.pipeline}, commit "
+            f"{(run.git_commit or 'none')[:12]}{' +dirty' if run.git_dirty else ''}"
+        )
         producers = {d: s.name for s in steps for d in s.outputs.values()}
         for s in steps:
             branch = tree.add(f"[bold]{s.name}[/] ({s.status})")
@@ -77,9 +92,18 @@ def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
     up = lin.upstream(store, digest)
     down = lin.downstream(store, digest)
     if as_json:
-        emit_json({"artifact": {"digest": info.digest, "materializer": info.materializer,
-                                "type": info.type_name, "size": info.size},
-                   "upstream": up.to_json() if up else None, "downstream": down})
+        emit_json(
+            {
+                "artifact": {
+                    "digest": info.digest,
+                    "materializer": info.materializer,
+                    "type": info.type_name,
+                    "size": info.size,
+                },
+                "upstream": up.to_json() if up else None,
+                "downstream": down,
+            }
+        )
         return
     tree = Tree(f"[bold]artifact {digest[:12]}[/] {info.type_name} ({info.size} bytes)")
     produced = tree.add("produced by")
@@ -88,8 +112,9 @@ def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
     else:
         _add(produced, up, digest)
     used = tree.add(f"used by ({len(down)})")
-    for d in down[:50]:
-        used.add(f"{'  ' * (d['depth'] - 1)}{d['step']} (run {d['run_id']}, input {d['input']})")
+    for use in down[:50]:
+        indent = "  " * (int(use["depth"]) - 1)
+        used.add(f"{indent}{use['step']} (run {use['run_id']}, input {use['input']})")
     if len(down) > 50:
         used.add(f"... {len(down) - 50} more (use --json)")
     console().print(tree)

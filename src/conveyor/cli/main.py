@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+
 import click
 
 from conveyor.errors import EXIT_INTERNAL, EXIT_USAGE, ConveyorError
@@ -15,10 +16,14 @@ COMMANDS = {
     "run": ("conveyor.cli.run_cmd:run", "Run a pipeline, reusing verified cached steps."),
     "runs": ("conveyor.cli.runs_cmd:runs", "List, show and compare runs."),
     "artifacts": ("conveyor.cli.artifacts_cmd:artifacts", "Inspect stored artifacts."),
-    "lineage": ("conveyor.cli.lineage_cmd:lineage", "Show what produced an artifact or run, "
-                "and what used it."),
-    "reproduce": ("conveyor.cli.reproduce_cmd:reproduce", "Re-execute a run from its recorded "
-                  "commit and compare every artifact."),
+    "lineage": (
+        "conveyor.cli.lineage_cmd:lineage",
+        "Show what produced an artifact or run, and what used it.",
+    ),
+    "reproduce": (
+        "conveyor.cli.reproduce_cmd:reproduce",
+        "Re-execute a run from its recorded commit and compare every artifact.",
+    ),
     "db": ("conveyor.cli.db_cmd:db", "Manage the metadata database schema."),
 }
 
@@ -42,9 +47,14 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-C", "--project", "project", type=click.Path(file_okay=False, path_type=Path),
-              envvar="CONVEYOR_PROJECT", help="Project directory (default: the nearest parent "
-              "directory holding conveyor.yaml).")
+@click.option(
+    "-C",
+    "--project",
+    "project",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="CONVEYOR_PROJECT",
+    help="Project directory (default: the nearest parent directory holding conveyor.yaml).",
+)
 @click.version_option(package_name="conveyor-ml", prog_name="conveyor")
 @click.pass_context
 def cli(ctx: click.Context, project: Path | None) -> None:
@@ -74,12 +84,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE if exc.exit_code == 2 else exc.exit_code)
     except BrokenPipeError:
         sys.exit(0)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the last resort: report, never hide
         import traceback
 
         traceback.print_exc()
-        _print_error("internal error in Conveyor (the traceback is above)",
-                     "please report it with the command you ran")
+        _print_error(
+            "internal error in Conveyor (the traceback is above)",
+            "please report it with the command you ran",
+        )
         sys.exit(EXIT_INTERNAL)
     sys.exit(0)
 
@@ -90,4 +102,3 @@ def _print_error(message: str, hint: str | None) -> None:
     click.echo(f"{head} {message}", err=True)
     if hint:
         click.echo(f"  hint: {hint}", err=True)
-

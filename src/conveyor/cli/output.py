@@ -16,8 +16,9 @@ def use_color(stream: Any) -> bool:
 
 def status(message: str, **style: Any) -> None:
     """A progress or status line on stderr."""
-    click.echo(click.style(message, **style) if use_color(sys.stderr) and style else message,
-               err=True)
+    click.echo(
+        click.style(message, **style) if use_color(sys.stderr) and style else message, err=True
+    )
 
 
 def result(message: str = "", **style: Any) -> None:
@@ -35,8 +36,9 @@ def console(stderr: bool = False) -> Any:
     stream = sys.stderr if stderr else sys.stdout
     # Piped output keeps whole lines (ids, digests) instead of rich's 80-column default.
     width = None if use_color(stream) else 200
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")),
-                   highlight=False, width=width)
+    return Console(
+        stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, width=width
+    )
 
 
 def open_project_from(ctx: click.Context) -> Any:
@@ -46,5 +48,6 @@ def open_project_from(ctx: click.Context) -> Any:
     return open_project(root.get("project"))
 
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print the result as JSON on stdout.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."
+)

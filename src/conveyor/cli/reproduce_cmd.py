@@ -34,13 +34,19 @@ def reproduce(ctx: click.Context, run_ref: str, keep: bool, as_json: bool) -> No
     elif report.error:
         result(f"run {report.original}: {report.error}", fg="red")
     elif report.divergence is None:
-        result(f"run {report.original} reproduced bit for bit as {report.reproduced} "
-               f"({report.compared} artifacts compared)", fg="green")
+        result(
+            f"run {report.original} reproduced bit for bit as {report.reproduced} "
+            f"({report.compared} artifacts compared)",
+            fg="green",
+        )
     else:
         d = report.divergence
-        result(f"run {report.original} diverges from {report.reproduced} at step '{d.step}', "
-               f"output '{d.output}': {(d.original or '-')[:12]} != "
-               f"{(d.reproduced or 'missing')[:12]} ({report.compared} artifacts matched "
-               "before it)", fg="red")
+        result(
+            f"run {report.original} diverges from {report.reproduced} at step '{d.step}', "
+            f"output '{d.output}': {(d.original or '-')[:12]} != "
+            f"{(d.reproduced or 'missing')[:12]} ({report.compared} artifacts matched "
+            "before it)",
+            fg="red",
+        )
     if not report.identical:
         ctx.exit(EXIT_FAILED)

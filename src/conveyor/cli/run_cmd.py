@@ -53,19 +53,41 @@ def parse_params(items: tuple[str, ...]) -> dict[str, str]:
 
 @click.command()
 @click.argument("pipeline", required=False)
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Override a param (typed by its annotation). 'name' applies to every step "
-              "argument of that name; 'step.name' to one step. Repeatable.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a param (typed by its annotation). 'name' applies to every step "
+    "argument of that name; 'step.name' to one step. Repeatable.",
+)
 @click.option("--no-cache", is_flag=True, help="Execute every step, ignoring cached results.")
-@click.option("--explain", is_flag=True,
-              help="For each step that re-ran, print which part of its cache key changed.")
-@click.option("-w", "--workers", type=click.IntRange(1, 256), default=None,
-              help="Run independent steps in N worker processes (default: in-process).")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="For each step that re-ran, print which part of its cache key changed.",
+)
+@click.option(
+    "-w",
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Run independent steps in N worker processes (default: in-process).",
+)
 @click.option("--reproduces", hidden=True, help="Record that this run reproduces RUN.")
 @json_option
 @click.pass_context
-def run(ctx: click.Context, pipeline: str | None, params: tuple[str, ...], no_cache: bool,
-        explain: bool, workers: int | None, reproduces: str | None, as_json: bool) -> None:
+def run(
+    ctx: click.Context,
+    pipeline: str | None,
+    params: tuple[str, ...],
+    no_cache: bool,
+    explain: bool,
+    workers: int | None,
+    reproduces: str | None,
+    as_json: bool,
+) -> None:
     """Run PIPELINE (optional when the project has one).
 
     Each step prints one line: cached, ran in N s, failed or skipped. A failed step fails the
@@ -75,8 +97,14 @@ def run(ctx: click.Context, pipeline: str | None, params: tuple[str, ...], no_ca
     from conveyor.engine.run import RunOptions, outcome_json, run_pipeline
 
     project = open_project_from(ctx)
-    options = RunOptions(pipeline=pipeline, params=parse_params(params), no_cache=no_cache,
-                         explain=explain, workers=workers, reproduces=reproduces)
+    options = RunOptions(
+        pipeline=pipeline,
+        params=parse_params(params),
+        no_cache=no_cache,
+        explain=explain,
+        workers=workers,
+        reproduces=reproduces,
+    )
     outcome = run_pipeline(project, options, LineReporter(explain))
     cached = sum(1 for s in outcome.steps if s.status == "cached")
     ran = sum(1 for s in outcome.steps if s.status == "succeeded")
@@ -85,7 +113,10 @@ def run(ctx: click.Context, pipeline: str | None, params: tuple[str, ...], no_ca
     else:
         result(outcome.run_id)
     if outcome.status != RunStatus.SUCCEEDED:
-        status(f"run {outcome.run_id} failed; see 'conveyor runs show {outcome.run_id}'",
-               fg="red", bold=True)
+        status(
+            f"run {outcome.run_id} failed; see 'conveyor runs show {outcome.run_id}'",
+            fg="red",
+            bold=True,
+        )
         ctx.exit(EXIT_FAILED)
     status(f"run {outcome.run_id} succeeded: {ran} ran, {cached} cached", fg="green")

@@ -22,25 +22,41 @@ def _duration(run: Any) -> str:
 
 def run_json(run: Any) -> dict[str, Any]:
     return {
-        "id": run.id, "pipeline": run.pipeline, "status": str(run.status),
+        "id": run.id,
+        "pipeline": run.pipeline,
+        "status": str(run.status),
         "started_at": run.started_at.isoformat(),
         "ended_at": run.ended_at.isoformat() if run.ended_at else None,
-        "git_commit": run.git_commit, "git_dirty": run.git_dirty,
-        "git_diff_digest": run.git_diff_digest, "params": run.params,
-        "environment": run.environment, "error": run.error, "reproduces": run.reproduces,
+        "git_commit": run.git_commit,
+        "git_dirty": run.git_dirty,
+        "git_diff_digest": run.git_diff_digest,
+        "params": run.params,
+        "environment": run.environment,
+        "error": run.error,
+        "reproduces": run.reproduces,
     }
 
 
 @runs.command("list")
 @click.option("--pipeline", help="Only runs of this pipeline.")
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "cancelled"]),
-              help="Only runs with this status.")
-@click.option("-n", "--limit", type=click.IntRange(1, 10_000), default=20, show_default=True,
-              help="How many runs, newest first.")
+@click.option(
+    "--status",
+    type=click.Choice(["running", "succeeded", "failed", "cancelled"]),
+    help="Only runs with this status.",
+)
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="How many runs, newest first.",
+)
 @json_option
 @click.pass_context
-def list_cmd(ctx: click.Context, pipeline: str | None, status: str | None, limit: int,
-             as_json: bool) -> None:
+def list_cmd(
+    ctx: click.Context, pipeline: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
     """List recent runs, newest first."""
     from conveyor.engine.lease import reap
     from conveyor.store import queries
@@ -62,8 +78,14 @@ def list_cmd(ctx: click.Context, pipeline: str | None, status: str | None, limit
     colors = {"succeeded": "green", "failed": "red", "running": "yellow", "cancelled": "magenta"}
     for r in found:
         commit = (r.git_commit or "-")[:8] + ("+dirty" if r.git_dirty else "")
-        table.add_row(r.id, r.pipeline, f"[{colors.get(r.status, 'white')}]{r.status}[/]",
-                      f"{r.started_at:%Y-%m-%d %H:%M:%S}", _duration(r), commit)
+        table.add_row(
+            r.id,
+            r.pipeline,
+            f"[{colors.get(r.status, 'white')}]{r.status}[/]",
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            _duration(r),
+            commit,
+        )
     console().print(table)
 
 
@@ -88,8 +110,9 @@ def show(ctx: click.Context, run_ref: str, logs_of: str | None, as_json: bool) -
     if logs_of is not None:
         step = next((s for s in steps if s.name == logs_of), None)
         if step is None:
-            raise NotFoundError(f"run {run.id} has no step '{logs_of}'",
-                                hint=f"steps: {[s.name for s in steps]}")
+            raise NotFoundError(
+                f"run {run.id} has no step '{logs_of}'", hint=f"steps: {[s.name for s in steps]}"
+            )
         text = project.artifacts.load_text(step.logs_digest) if step.logs_digest else ""
         click.echo(text, nl=False)
         return
@@ -99,22 +122,38 @@ def show(ctx: click.Context, run_ref: str, logs_of: str | None, as_json: bool) -
         data = run_json(run)
         data["metrics"] = metrics
         data["tags"] = queries.run_tags(project.metadata, run.id)
-        data["steps"] = [{
-            "name": s.name, "status": str(s.status), "duration_s": s.duration_s,
-            "cache_key": s.cache_key, "inputs": s.inputs, "outputs": s.outputs,
-            "params": sparams.get(s.name, {}), "error": s.error, "cached_from": s.cached_from,
-        } for s in steps]
+        data["steps"] = [
+            {
+                "name": s.name,
+                "status": str(s.status),
+                "duration_s": s.duration_s,
+                "cache_key": s.cache_key,
+                "inputs": s.inputs,
+                "outputs": s.outputs,
+                "params": sparams.get(s.name, {}),
+                "error": s.error,
+                "cached_from": s.cached_from,
+            }
+            for s in steps
+        ]
         emit_json(data)
         return
     out = console()
     colors = {"succeeded": "green", "cached": "cyan", "failed": "red", "skipped": "yellow"}
-    out.print(f"[bold]run {run.id}[/]  pipeline {run.pipeline}  "
-              f"[{colors.get(run.status, 'white')}]{run.status}[/]")
+    out.print(
+        f"[bold]run {run.id}[/]  pipeline {run.pipeline}  "
+        f"[{colors.get(run.status, 'white')}]{run.status}[/]"
+    )
     out.print(f"started {run.started_at:%Y-%m-%d %H:%M:%S} UTC, took {_duration(run)}")
     commit = run.git_commit or "(not a git repository)"
-    out.print(f"commit {commit}" + (" with uncommitted changes "
-                                    f"(diff {run.git_diff_digest[:12]})"
-                                    if run.git_dirty and run.git_diff_digest else ""))
+    out.print(
+        f"commit {commit}"
+        + (
+            f" with uncommitted changes (diff {run.git_diff_digest[:12]})"
+            if run.git_dirty and run.git_diff_digest
+            else ""
+        )
+    )
     if run.params:
         out.print("params " + ", ".join(f"{k}={v!r}" for k, v in sorted(run.params.items())))
     if run.error:
@@ -136,8 +175,12 @@ def show(ctx: click.Context, run_ref: str, logs_of: str | None, as_json: bool) -
 
 @runs.command("compare")
 @click.argument("run_refs", metavar="RUN...", nargs=-1, required=True)
-@click.option("--all", "show_all", is_flag=True, help="Also show params and metrics that are "
-              "equal in every run.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also show params and metrics that are equal in every run.",
+)
 @json_option
 @click.pass_context
 def compare(ctx: click.Context, run_refs: tuple[str, ...], show_all: bool, as_json: bool) -> None:
@@ -146,8 +189,9 @@ def compare(ctx: click.Context, run_refs: tuple[str, ...], show_all: bool, as_js
     from conveyor.store import queries
 
     if len(run_refs) < 2:
-        raise UsageError("give at least two runs to compare",
-                         hint="e.g. 'conveyor runs compare latest latest~1'")
+        raise UsageError(
+            "give at least two runs to compare", hint="e.g. 'conveyor runs compare latest latest~1'"
+        )
     project = open_project_from(ctx)
     found = [queries.get_run(project.metadata, ref) for ref in run_refs]
     rows: dict[str, list[Any]] = {}
@@ -155,15 +199,22 @@ def compare(ctx: click.Context, run_refs: tuple[str, ...], show_all: bool, as_js
         flat = {f"param {k}": v for k, v in r.params.items()}
         for step, values in queries.step_params(project.metadata, r.id).items():
             flat.update({f"param {step}.{k}": v for k, v in values.items()})
-        flat.update({f"metric {k}": v for k, v in queries.run_metrics(project.metadata,
-                                                                      r.id).items()})
+        flat.update(
+            {f"metric {k}": v for k, v in queries.run_metrics(project.metadata, r.id).items()}
+        )
         for key, value in flat.items():
             rows.setdefault(key, [None] * len(found))[i] = value
     differing = {k for k, vals in rows.items() if len({repr(v) for v in vals}) > 1}
     if as_json:
-        emit_json({"runs": [r.id for r in found],
-                   "rows": [{"key": k, "values": v, "differs": k in differing}
-                            for k, v in sorted(rows.items())]})
+        emit_json(
+            {
+                "runs": [r.id for r in found],
+                "rows": [
+                    {"key": k, "values": v, "differs": k in differing}
+                    for k, v in sorted(rows.items())
+                ],
+            }
+        )
         return
     from rich.table import Table
 
@@ -175,8 +226,10 @@ def compare(ctx: click.Context, run_refs: tuple[str, ...], show_all: bool, as_js
         if key not in differing and not show_all:
             continue
         style = "bold yellow" if key in differing else ""
-        cells = ["-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-                 for v in rows[key]]
+        cells = [
+            "-" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+            for v in rows[key]
+        ]
         table.add_row(key, *cells, style=style)
     if not table.rows:
         result("params and metrics are equal in all runs (use --all to list them)")

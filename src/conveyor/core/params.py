@@ -88,8 +88,9 @@ class ParamSources:
         for key in keys:
             if key in self.config:
                 self.used.add(key)
-                return True, coerce(spec, self.config[key], source=f"conveyor.yaml params.{key}",
-                                    from_string=False)
+                return True, coerce(
+                    spec, self.config[key], source=f"conveyor.yaml params.{key}", from_string=False
+                )
         return False, None
 
     def check_all_used(self, known: set[str], *, include_config: bool) -> None:

@@ -1,4 +1,4 @@
-"""``@pipeline``: a function that calls steps. Tracing it yields the DAG; the DAG is the data flow."""
+"""``@pipeline``: a function that calls steps. Tracing it yields the DAG: the data flow."""
 
 from __future__ import annotations
 
@@ -86,7 +86,9 @@ class StepOutputs(tuple[StepOutput, ...]):
         try:
             return self[self._names.index(name)]
         except ValueError:
-            raise AttributeError(f"step has no output '{name}'; it has {list(self._names)}") from None
+            raise AttributeError(
+                f"step has no output '{name}'; it has {list(self._names)}"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,7 +156,7 @@ class Tracer:
                 f"step '{sd.name}' takes {len(names)} arguments but {len(args)} were given "
                 f"at {site}"
             )
-        bound: dict[str, Any] = dict(zip(names, args))
+        bound: dict[str, Any] = dict(zip(names, args, strict=False))
         for key, value in kwargs.items():
             if key not in names:
                 from conveyor.errors import did_you_mean
@@ -256,8 +258,9 @@ def cmd_step(
     replaced by that param's value. ``deps`` are files the command reads (their digests are
     part of the cache key); ``outs`` are files or directories it must write, stored as artifacts.
     """
-    sd = make_cmd_def(name, cmd, deps=deps, outs=outs, params=params, cache=cache,
-                      location=caller_site(2))
+    sd = make_cmd_def(
+        name, cmd, deps=deps, outs=outs, params=params, cache=cache, location=caller_site(2)
+    )
     tracer = current_tracer()
     if tracer is None:
         raise DefinitionError(
@@ -286,7 +289,11 @@ def make_cmd_def(
     for path in (*deps, *outs):
         check_relative_path(path, f"cmd step '{name}' at {location}")
     check_unique(list(outs), f"outs of cmd step '{name}' at {location}")
-    pmap = dict(params) if isinstance(params, Mapping) else {p: inspect.Parameter.empty for p in params}
+    pmap = (
+        dict(params)
+        if isinstance(params, Mapping)
+        else {p: inspect.Parameter.empty for p in params}
+    )
     specs = tuple(ParamSpec(name=k, annotation=Any, default=v) for k, v in pmap.items())
     import re
 
@@ -392,7 +399,7 @@ def find_cycle(graph: Mapping[str, set[str]]) -> list[str]:
     while True:
         nxt = sorted(d for d in graph[node] if d in graph)[0]
         if nxt in seen:
-            cycle = path[path.index(nxt):] + [nxt]
+            cycle = [*path[path.index(nxt) :], nxt]
             return list(reversed(cycle))
         path.append(nxt)
         seen.add(nxt)

@@ -254,7 +254,9 @@ def output_specs(
             )
         out_names = list(names) if names else [f"output_{i}" for i in range(len(args))]
         check_unique(out_names, f"outputs of step '{qual}' at {loc}")
-        return "tuple", tuple(OutputSpec(name=n, annotation=a) for n, a in zip(out_names, args))
+        return "tuple", tuple(
+            OutputSpec(name=n, annotation=a) for n, a in zip(out_names, args, strict=False)
+        )
     if names is not None and len(names) != 1:
         raise DefinitionError(
             f"step '{qual}' at {loc} declares {len(names)} outputs {list(names)} "

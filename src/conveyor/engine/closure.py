@@ -52,7 +52,7 @@ def _simple_repr(value: Any, depth: int = 0) -> str | None:
         pairs = [(_simple_repr(k, depth + 1), _simple_repr(v, depth + 1)) for k, v in value.items()]
         if any(k is None or v is None for k, v in pairs):
             return None
-        return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(pairs)) + "}"  # type: ignore[arg-type]
+        return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(pairs)) + "}"
     return None
 
 
@@ -61,7 +61,7 @@ class ClosureHasher:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self._modules: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
+        self._modules: dict[str, tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
         self._steps: dict[int, tuple[dict[str, str], frozenset[str]]] = {}
 
     def is_local(self, file: str | None) -> bool:
@@ -89,8 +89,9 @@ class ClosureHasher:
         self._steps[id(func)] = result
         return result
 
-    def _function(self, func: Any, parts: dict[str, str], externals: set[str],
-                  seen: set[str]) -> None:
+    def _function(
+        self, func: Any, parts: dict[str, str], externals: set[str], seen: set[str]
+    ) -> None:
         key = f"{func.__module__}.{func.__qualname__}"
         if key in seen:
             return
@@ -108,8 +109,15 @@ class ClosureHasher:
                 value = value.definition.func
             self._reference(name, value, func.__module__, parts, externals, seen)
 
-    def _reference(self, name: str, value: Any, home: str, parts: dict[str, str],
-                   externals: set[str], seen: set[str]) -> None:
+    def _reference(
+        self,
+        name: str,
+        value: Any,
+        home: str,
+        parts: dict[str, str],
+        externals: set[str],
+        seen: set[str],
+    ) -> None:
         if inspect.ismodule(value):
             file = getattr(value, "__file__", None)
             if self.is_local(file):
@@ -137,8 +145,9 @@ class ClosureHasher:
         if text is not None:
             parts[f"{home}:{name}"] = _sha(text)
 
-    def _module_file(self, mod_name: str, file: str, parts: dict[str, str],
-                     externals: set[str]) -> None:
+    def _module_file(
+        self, mod_name: str, file: str, parts: dict[str, str], externals: set[str]
+    ) -> None:
         digest, local, ext = self._analyse(mod_name, file)
         key = f"module:{self.rel(file)}"
         if key in parts:
@@ -201,7 +210,7 @@ def _module_origin(name: str) -> str | None:
 
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
-    return md.packages_distributions()
+    return dict(md.packages_distributions())
 
 
 @functools.cache
@@ -227,8 +236,11 @@ def environment_lock(externals: frozenset[str]) -> dict[str, Any]:
         found = _dist_version(top)
         if found:
             packages[found[0]] = found[1]
-    return {"python": platform.python_version(), "conveyor": conveyor_version(),
-            "packages": packages}
+    return {
+        "python": platform.python_version(),
+        "conveyor": conveyor_version(),
+        "packages": packages,
+    }
 
 
 @functools.cache

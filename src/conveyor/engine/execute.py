@@ -96,8 +96,9 @@ class _Capture(logging.Handler):
         self.sink.write(self.format(record) + "\n")
 
 
-def run_task(task: StepTask, func: Callable[..., Any] | None = None,
-             store: ArtifactStore | None = None) -> TaskResult:
+def run_task(
+    task: StepTask, func: Callable[..., Any] | None = None, store: ArtifactStore | None = None
+) -> TaskResult:
     """Execute ``task``; never raises for a failure of the step itself."""
     store = store or artifact_store_for(task)
     sink = io.StringIO()
@@ -114,8 +115,12 @@ def run_task(task: StepTask, func: Callable[..., Any] | None = None,
                 outputs = _run_cmd(task, store, sink)
             else:
                 outputs = _run_python(task, func, store, scratch)
-        return TaskResult(outputs=outputs, logs=sink.getvalue(), metrics=dict(ctx.metrics),
-                          duration_s=time.perf_counter() - started)
+        return TaskResult(
+            outputs=outputs,
+            logs=sink.getvalue(),
+            metrics=dict(ctx.metrics),
+            duration_s=time.perf_counter() - started,
+        )
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - every failure of user code is recorded
@@ -123,16 +128,18 @@ def run_task(task: StepTask, func: Callable[..., Any] | None = None,
             error = f"{type(exc).__name__}: {exc}"
         else:
             error = "".join(traceback.format_exception(exc))
-        return TaskResult(logs=sink.getvalue(), error=error,
-                          duration_s=time.perf_counter() - started)
+        return TaskResult(
+            logs=sink.getvalue(), error=error, duration_s=time.perf_counter() - started
+        )
     finally:
         root_logger.removeHandler(handler)
         context.leave(token)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run_python(task: StepTask, func: Callable[..., Any] | None, store: ArtifactStore,
-                scratch: Path) -> dict[str, ArtifactInfo]:
+def _run_python(
+    task: StepTask, func: Callable[..., Any] | None, store: ArtifactStore, scratch: Path
+) -> dict[str, ArtifactInfo]:
     if func is None:
         assert task.module and task.qualname
         func = resolve_function(task.module, task.qualname, task.root)
@@ -156,14 +163,17 @@ def _store_outputs(task: StepTask, value: Any, store: ArtifactStore) -> dict[str
         values = [value]
     else:
         if not isinstance(value, (tuple, list)) or len(value) != len(names):
-            got = f"{len(value)} values" if isinstance(value, (tuple, list)) else \
-                f"a {type(value).__name__}"
+            got = (
+                f"{len(value)} values"
+                if isinstance(value, (tuple, list))
+                else f"a {type(value).__name__}"
+            )
             raise StepOutputError(
                 f"step '{task.name}' declares {len(names)} outputs {list(names)} but returned {got}"
             )
         values = list(value)
     result: dict[str, ArtifactInfo] = {}
-    for name, item in zip(names, values):
+    for name, item in zip(names, values, strict=False):
         if item is None:
             raise StepOutputError(
                 f"step '{task.name}' did not produce its output '{name}' (it returned None)"
@@ -196,15 +206,23 @@ def _run_cmd(task: StepTask, store: ArtifactStore, sink: io.StringIO) -> dict[st
             target.unlink()
     argv = render_argv(task.cmd, task.params)
     try:
-        proc = subprocess.run(argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            argv,
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except FileNotFoundError:
         raise StepOutputError(
             f"cmd step '{task.name}': command '{argv[0]}' was not found on PATH"
         ) from None
     sink.write(proc.stdout.decode(errors="replace"))
     if proc.returncode != 0:
-        raise StepOutputError(f"cmd step '{task.name}': {argv[0]} exited with code {proc.returncode}")
+        raise StepOutputError(
+            f"cmd step '{task.name}': {argv[0]} exited with code {proc.returncode}"
+        )
     outputs: dict[str, ArtifactInfo] = {}
     for out in task.outputs:
         path = root / out

@@ -38,7 +38,15 @@ def git_state(root: Path) -> GitState:
     diff = _git(toplevel, "diff", "--binary", "HEAD").stdout if commit else b""
     untracked = _git(toplevel, "ls-files", "--others", "--exclude-standard", "-z").stdout
     for name in filter(None, untracked.split(b"\0")):
-        extra = _git(toplevel, "diff", "--binary", "--no-index", "--", "/dev/null",
-                     name.decode(), check=False).stdout
+        extra = _git(
+            toplevel,
+            "diff",
+            "--binary",
+            "--no-index",
+            "--",
+            "/dev/null",
+            name.decode(),
+            check=False,
+        ).stdout
         diff += extra
     return GitState(commit=commit, dirty=True, diff=diff, toplevel=toplevel, subdir=subdir)

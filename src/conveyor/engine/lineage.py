@@ -35,10 +35,18 @@ class Node:
     upstream: list[Node] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "step": self.step, "status": self.status,
-                "inputs": self.inputs, "outputs": self.outputs, "params": self.params,
-                "files": self.files, "commit": self.commit, "dirty": self.dirty,
-                "upstream": [u.to_json() for u in self.upstream]}
+        return {
+            "run_id": self.run_id,
+            "step": self.step,
+            "status": self.status,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "params": self.params,
+            "files": self.files,
+            "commit": self.commit,
+            "dirty": self.dirty,
+            "upstream": [u.to_json() for u in self.upstream],
+        }
 
 
 def resolve(store: MetadataStore, ref: str) -> tuple[str | None, str | None]:
@@ -49,19 +57,23 @@ def resolve(store: MetadataStore, ref: str) -> tuple[str | None, str | None]:
         step_name, _, output = step_ref.partition(".")
         steps = {s.name: s for s in queries.step_runs(store, run.id)}
         if step_name not in steps:
-            raise NotFoundError(f"run {run.id} has no step '{step_name}'",
-                                hint=f"steps: {sorted(steps)}")
+            raise NotFoundError(
+                f"run {run.id} has no step '{step_name}'", hint=f"steps: {sorted(steps)}"
+            )
         outs = steps[step_name].outputs
         if not outs:
             raise NotFoundError(f"step '{step_name}' of run {run.id} has no stored output")
         if not output:
             if len(outs) > 1:
-                raise UsageError(f"step '{step_name}' has several outputs: {sorted(outs)}",
-                                 hint=f"name one: {run_ref}:{step_name}.{sorted(outs)[0]}")
+                raise UsageError(
+                    f"step '{step_name}' has several outputs: {sorted(outs)}",
+                    hint=f"name one: {run_ref}:{step_name}.{sorted(outs)[0]}",
+                )
             output = next(iter(outs))
         if output not in outs:
-            raise NotFoundError(f"step '{step_name}' has no output '{output}'",
-                                hint=f"outputs: {sorted(outs)}")
+            raise NotFoundError(
+                f"step '{step_name}' has no output '{output}'", hint=f"outputs: {sorted(outs)}"
+            )
         return outs[output], None
     is_hex = len(ref) >= 4 and all(c in "0123456789abcdef" for c in ref)
     if is_hex:
@@ -77,9 +89,18 @@ def _node(store: MetadataStore, step: StepRunRecord, cache: dict[str, Any]) -> N
     if run is None:
         run = cache[step.run_id] = queries.get_run(store, step.run_id)
     parts = step.key_parts or {}
-    return Node(run_id=step.run_id, step=step.name, step_run_id=step.id, status=step.status,
-                inputs=step.inputs, outputs=step.outputs, params=parts.get("params", {}),
-                files=parts.get("files", {}), commit=run.git_commit, dirty=run.git_dirty)
+    return Node(
+        run_id=step.run_id,
+        step=step.name,
+        step_run_id=step.id,
+        status=step.status,
+        inputs=step.inputs,
+        outputs=step.outputs,
+        params=parts.get("params", {}),
+        files=parts.get("files", {}),
+        commit=run.git_commit,
+        dirty=run.git_dirty,
+    )
 
 
 def producer(store: MetadataStore, digest: str) -> StepRunRecord | None:
@@ -125,9 +146,16 @@ def downstream(store: MetadataStore, digest: str) -> list[dict[str, Any]]:
                 continue
             seen.add(e["id"])
             step = next(s for s in queries.step_runs(store, e["run_id"]) if s.id == e["id"])
-            result.append({"run_id": e["run_id"], "step": e["name"], "input": e["port"],
-                           "status": e["status"], "depth": depth + 1,
-                           "outputs": step.outputs})
+            result.append(
+                {
+                    "run_id": e["run_id"],
+                    "step": e["name"],
+                    "input": e["port"],
+                    "status": e["status"],
+                    "depth": depth + 1,
+                    "outputs": step.outputs,
+                }
+            )
             if depth < MAX_DEPTH:
                 frontier += [(o, depth + 1) for o in step.outputs.values()]
     return result

@@ -10,8 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from conveyor.config import CONFIG_NAME, CmdPipelineConfig, ProjectConfig, find_project_root, load_config
-from conveyor.core.pipeline import PipelineGraph, Pipeline, build_graph, Invocation, make_cmd_def
+from conveyor.config import (
+    CONFIG_NAME,
+    CmdPipelineConfig,
+    ProjectConfig,
+    find_project_root,
+    load_config,
+)
+from conveyor.core.pipeline import Invocation, Pipeline, PipelineGraph, build_graph, make_cmd_def
 from conveyor.core.step import ParamSpec
 from conveyor.errors import ConfigError, DefinitionError, did_you_mean
 from conveyor.store import db
@@ -31,15 +37,32 @@ class CmdPipeline:
         self.spec = spec
 
     def trace(self, params: Mapping[str, Any]) -> PipelineGraph:
-        invocations = []
+        invocations: list[Invocation] = []
         for i, s in enumerate(self.spec.steps):
-            sd = make_cmd_def(s.name, s.cmd, deps=s.deps, outs=s.outs, params=s.params,
-                              cache=s.cache, location=f"{self.location}.steps[{i}]")
+            sd = make_cmd_def(
+                s.name,
+                s.cmd,
+                deps=s.deps,
+                outs=s.outs,
+                params=s.params,
+                cache=s.cache,
+                location=f"{self.location}.steps[{i}]",
+            )
             if any(inv.name == s.name for inv in invocations):
-                raise DefinitionError(f"duplicate step name '{s.name}' in {self.location}",
-                                      hint="give every step its own name")
-            invocations.append(Invocation(name=s.name, step=sd, inputs={}, literals={},
-                                          call_site=sd.location, outs=tuple(s.outs)))
+                raise DefinitionError(
+                    f"duplicate step name '{s.name}' in {self.location}",
+                    hint="give every step its own name",
+                )
+            invocations.append(
+                Invocation(
+                    name=s.name,
+                    step=sd,
+                    inputs={},
+                    literals={},
+                    call_site=sd.location,
+                    outs=tuple(s.outs),
+                )
+            )
         return build_graph(self.name, self.location, invocations)
 
 
@@ -84,8 +107,9 @@ class Project:
 
     @functools.cached_property
     def artifacts(self) -> ArtifactStore:
-        ctx = MaterializeContext(trust_pickle=self.config.trust.pickle,
-                                 skops_types=tuple(self.config.trust.skops_types))
+        ctx = MaterializeContext(
+            trust_pickle=self.config.trust.pickle, skops_types=tuple(self.config.trust.skops_types)
+        )
         return ArtifactStore(BlobStore(self.artifacts_url, self.state_dir / "cache"), ctx)
 
     def pipeline_names(self) -> list[str]:
@@ -97,14 +121,21 @@ class Project:
             name = self.config.default_pipeline or (names[0] if len(names) == 1 else None)
             if name is None:
                 raise ConfigError(
-                    "which pipeline? " + (f"this project has {names}" if names
-                                           else "this project declares no pipeline"),
-                    hint="name one: 'conveyor run NAME'" if names
+                    "which pipeline? "
+                    + (
+                        f"this project has {names}"
+                        if names
+                        else "this project declares no pipeline"
+                    ),
+                    hint="name one: 'conveyor run NAME'"
+                    if names
                     else f"add one under pipelines: in {CONFIG_NAME}",
                 )
         if name not in self.config.pipelines:
-            raise ConfigError(f"no pipeline '{name}' in {self.root / CONFIG_NAME}",
-                              hint=did_you_mean(name, names) or f"pipelines: {names}")
+            raise ConfigError(
+                f"no pipeline '{name}' in {self.root / CONFIG_NAME}",
+                hint=did_you_mean(name, names) or f"pipelines: {names}",
+            )
         ref = self.config.pipelines[name]
         if isinstance(ref, CmdPipelineConfig):
             return CmdPipeline(name, ref, str(self.root / CONFIG_NAME))
@@ -115,18 +146,23 @@ class Project:
         path = (self.root / rel).resolve()
         where = f"{self.root / CONFIG_NAME}: pipelines.{name}"
         if not path.is_file() or not path.is_relative_to(self.root.resolve()):
-            raise ConfigError(f"{where}: no file '{rel}' in the project",
-                              hint="give the path relative to the project directory")
+            raise ConfigError(
+                f"{where}: no file '{rel}' in the project",
+                hint="give the path relative to the project directory",
+            )
         module_name = ".".join(Path(rel).with_suffix("").parts)
         module = import_project_module(self.root, module_name, path)
         obj = getattr(module, attr, None)
         if obj is None:
-            raise ConfigError(f"{where}: '{rel}' has no '{attr}'",
-                              hint=did_you_mean(attr, [n for n in dir(module) if not
-                                                       n.startswith("_")]))
+            raise ConfigError(
+                f"{where}: '{rel}' has no '{attr}'",
+                hint=did_you_mean(attr, [n for n in dir(module) if not n.startswith("_")]),
+            )
         if not isinstance(obj, Pipeline):
-            raise ConfigError(f"{where}: '{attr}' in '{rel}' is not a @pipeline function",
-                              hint="decorate it with @conveyor.pipeline")
+            raise ConfigError(
+                f"{where}: '{attr}' in '{rel}' is not a @pipeline function",
+                hint="decorate it with @conveyor.pipeline",
+            )
         return obj
 
 
@@ -162,12 +198,13 @@ def import_project_module(root: Path, module_name: str, path: Path) -> Any:
         return importlib.import_module(module_name)
     except DefinitionError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any error in user code at import time
         import traceback
 
         tb = "".join(traceback.format_exception(exc, limit=-3))
-        raise DefinitionError(f"importing {path} failed:\n{tb.rstrip()}",
-                              hint="fix the error in the pipeline module") from None
+        raise DefinitionError(
+            f"importing {path} failed:\n{tb.rstrip()}", hint="fix the error in the pipeline module"
+        ) from None
 
 
 def open_project(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Project:

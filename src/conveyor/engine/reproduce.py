@@ -46,12 +46,22 @@ class ReproduceReport:
 
     def to_json(self) -> dict[str, Any]:
         d = self.divergence
-        return {"original": self.original, "reproduced": self.reproduced,
-                "identical": self.identical, "artifacts_compared": self.compared,
-                "divergence": None if d is None else {
-                    "step": d.step, "output": d.output, "original": d.original,
-                    "reproduced": d.reproduced},
-                "error": self.error, "notes": self.notes}
+        return {
+            "original": self.original,
+            "reproduced": self.reproduced,
+            "identical": self.identical,
+            "artifacts_compared": self.compared,
+            "divergence": None
+            if d is None
+            else {
+                "step": d.step,
+                "output": d.output,
+                "original": d.original,
+                "reproduced": d.reproduced,
+            },
+            "error": self.error,
+            "notes": self.notes,
+        }
 
 
 def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -63,26 +73,33 @@ def prepare_workspace(project: Project, run: Any, workspace: Path, notes: list[s
     if run.git_commit:
         state = git_state(project.root)
         if state.toplevel is None:
-            raise UsageError(f"run {run.id} was made at commit {run.git_commit[:12]}, but "
-                             f"{project.root} is not in a git repository any more")
-        added = _git(state.toplevel, "worktree", "add", "--detach", str(workspace),
-                     run.git_commit)
+            raise UsageError(
+                f"run {run.id} was made at commit {run.git_commit[:12]}, but "
+                f"{project.root} is not in a git repository any more"
+            )
+        added = _git(state.toplevel, "worktree", "add", "--detach", str(workspace), run.git_commit)
         if added.returncode != 0:
-            raise UsageError(f"cannot check out commit {run.git_commit[:12]}: "
-                             f"{added.stderr.decode().strip()}",
-                             hint="fetch the commit (git fetch) and try again")
+            raise UsageError(
+                f"cannot check out commit {run.git_commit[:12]}: {added.stderr.decode().strip()}",
+                hint="fetch the commit (git fetch) and try again",
+            )
         if run.git_diff_digest:
             patch = project.artifacts.blobs.get_bytes(run.git_diff_digest)
-            applied = _git(workspace, "apply", "--binary", "--whitespace=nowarn", "-",
-                           stdin=patch)
+            applied = _git(workspace, "apply", "--binary", "--whitespace=nowarn", "-", stdin=patch)
             if applied.returncode != 0:
-                raise ConveyorError(f"the recorded diff of run {run.id} does not apply: "
-                                    f"{applied.stderr.decode().strip()}")
+                raise ConveyorError(
+                    f"the recorded diff of run {run.id} does not apply: "
+                    f"{applied.stderr.decode().strip()}"
+                )
             notes.append("applied the run's uncommitted diff")
         return workspace / run.project_subdir if run.project_subdir else workspace
     notes.append("the run was not made in a git repository; reproducing from the current files")
-    shutil.copytree(project.root, workspace, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns(".conveyor", ".git", ".venv", "__pycache__"))
+    shutil.copytree(
+        project.root,
+        workspace,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".conveyor", ".git", ".venv", "__pycache__"),
+    )
     return workspace
 
 
@@ -95,18 +112,22 @@ def compare_runs(project: Project, original: str, reproduced: str) -> tuple[int,
         for name, digest in sorted(old.outputs.items()):
             got = new.outputs.get(name) if new else None
             if got != digest:
-                return compared, Divergence(step=old.name, output=name, original=digest,
-                                            reproduced=got)
+                return compared, Divergence(
+                    step=old.name, output=name, original=digest, reproduced=got
+                )
             compared += 1
     return compared, None
 
 
-def reproduce(project: Project, run_ref: str, *, keep: bool = False,
-              stream: Any = None) -> ReproduceReport:
+def reproduce(
+    project: Project, run_ref: str, *, keep: bool = False, stream: Any = None
+) -> ReproduceReport:
     run = queries.get_run(project.metadata, run_ref)
     if run.status != "succeeded":
-        raise UsageError(f"run {run.id} did not succeed ({run.status}); there is nothing to "
-                         "compare with", hint="reproduce a successful run")
+        raise UsageError(
+            f"run {run.id} did not succeed ({run.status}); there is nothing to compare with",
+            hint="reproduce a successful run",
+        )
     tags = queries.run_tags(project.metadata, run.id)
     cli_params: dict[str, str] = json.loads(tags.get("cli_params", "{}"))
     notes: list[str] = []
@@ -114,29 +135,51 @@ def reproduce(project: Project, run_ref: str, *, keep: bool = False,
     workspace = parent / "workspace"
     try:
         project_dir = prepare_workspace(project, run, workspace, notes)
-        argv = [sys.executable, "-m", "conveyor", "-C", str(project_dir), "run", run.pipeline,
-                "--no-cache", "--json", "--reproduces", run.id]
+        argv = [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "-C",
+            str(project_dir),
+            "run",
+            run.pipeline,
+            "--no-cache",
+            "--json",
+            "--reproduces",
+            run.id,
+        ]
         for key, value in cli_params.items():
             argv += ["-p", f"{key}={value}"]
         env = dict(os.environ)
-        env["CONVEYOR_METADATA_URL"] = db.normalize_url(project.config.stores.metadata,
-                                                        project.root)
+        env["CONVEYOR_METADATA_URL"] = db.normalize_url(
+            project.config.stores.metadata, project.root
+        )
         env["CONVEYOR_ARTIFACTS_URL"] = project.artifacts_url
-        proc = subprocess.run(argv, cwd=project_dir, env=env, stdout=subprocess.PIPE,
-                              stderr=stream, check=False)
+        proc = subprocess.run(
+            argv, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=stream, check=False
+        )
         try:
             outcome = json.loads(proc.stdout or b"{}")
         except ValueError:
             outcome = {}
         new_id = outcome.get("run_id")
         if proc.returncode != 0 or not new_id:
-            return ReproduceReport(original=run.id, reproduced=new_id, compared=0,
-                                   divergence=None, notes=notes,
-                                   error=f"the reproduction run failed (exit code "
-                                         f"{proc.returncode})")
+            return ReproduceReport(
+                original=run.id,
+                reproduced=new_id,
+                compared=0,
+                divergence=None,
+                notes=notes,
+                error=f"the reproduction run failed (exit code {proc.returncode})",
+            )
         compared, divergence = compare_runs(project, run.id, new_id)
-        return ReproduceReport(original=run.id, reproduced=new_id, compared=compared,
-                               divergence=divergence, notes=notes)
+        return ReproduceReport(
+            original=run.id,
+            reproduced=new_id,
+            compared=compared,
+            divergence=divergence,
+            notes=notes,
+        )
     finally:
         if keep:
             notes.append(f"workspace kept at {workspace}")

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from conveyor.core.fingerprint import CacheKeyParts, canonical_json, explain_change, sha256_text
@@ -28,7 +27,7 @@ from conveyor.engine.closure import ClosureHasher, environment_lock
 from conveyor.engine.execute import StepTask, TaskResult, run_task
 from conveyor.engine.gitinfo import git_state
 from conveyor.engine.project import CmdPipeline, Project
-from conveyor.errors import ConveyorError, DefinitionError, EXIT_CANCELLED
+from conveyor.errors import EXIT_CANCELLED, ConveyorError, DefinitionError
 from conveyor.store.blobs import file_digest, path_digest
 
 
@@ -105,16 +104,19 @@ def plan_run(project: Project, options: RunOptions) -> Plan:
     values = pipeline_params(pipe, sources) if isinstance(pipe, Pipeline) else {}
     graph = pipe.trace(values)
     sparams = step_params(graph, sources)
-    sources.check_all_used(known_keys(pipe if isinstance(pipe, Pipeline) else None, graph),
-                           include_config=len(project.config.pipelines) == 1)
+    sources.check_all_used(
+        known_keys(pipe if isinstance(pipe, Pipeline) else None, graph),
+        include_config=len(project.config.pipelines) == 1,
+    )
     return Plan(pipeline=pipe, graph=graph, params=values, step_params=sparams)
 
 
 class RunExecution:
     """One run of a planned pipeline."""
 
-    def __init__(self, project: Project, plan: Plan, options: RunOptions,
-                 reporter: Reporter) -> None:
+    def __init__(
+        self, project: Project, plan: Plan, options: RunOptions, reporter: Reporter
+    ) -> None:
         self.project, self.plan, self.options, self.reporter = project, plan, options, reporter
         self.store = project.metadata
         self.artifacts = project.artifacts
@@ -135,25 +137,39 @@ class RunExecution:
         git = git_state(self.project.root)
         diff_digest = self.artifacts.blobs.put_bytes(git.diff)[0] if git.dirty else None
         self.store.create_run(
-            run_id=self.run_id, project=cfg.name, pipeline=self.plan.graph.name,
+            run_id=self.run_id,
+            project=cfg.name,
+            pipeline=self.plan.graph.name,
             owner=self.owner,
-            git={"commit": git.commit, "dirty": git.dirty, "diff_digest": diff_digest,
-                 "subdir": git.subdir},
-            params=self.plan.params, step_params=self.plan.step_params,
-            environment={"python": platform.python_version(), "platform": platform.platform(),
-                         "executable": sys.executable, "workers": self.workers},
+            git={
+                "commit": git.commit,
+                "dirty": git.dirty,
+                "diff_digest": diff_digest,
+                "subdir": git.subdir,
+            },
+            params=self.plan.params,
+            step_params=self.plan.step_params,
+            environment={
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "executable": sys.executable,
+                "workers": self.workers,
+            },
             reproduces=self.options.reproduces,
             tags={"cli_params": canonical_json(dict(self.options.params))}
-            if self.options.params else None,
+            if self.options.params
+            else None,
         )
-        self.reporter.run_started(self.run_id, self.plan.graph.name,
-                                  len(self.plan.graph.invocations))
+        self.reporter.run_started(
+            self.run_id, self.plan.graph.name, len(self.plan.graph.invocations)
+        )
 
     def execute(self) -> RunOutcome:
         self.start()
         try:
-            with lease.Heartbeat(self.store, self.run_id, self.owner,
-                                 self.project.config.heartbeat_seconds):
+            with lease.Heartbeat(
+                self.store, self.run_id, self.owner, self.project.config.heartbeat_seconds
+            ):
                 if self.workers > 1:
                     self._schedule_parallel()
                 else:
@@ -161,8 +177,10 @@ class RunExecution:
                         self._visit(inv, None)
         except KeyboardInterrupt:
             self.store.finish_run(self.run_id, RunStatus.CANCELLED, "cancelled by the user")
-            raise Cancelled(f"run {self.run_id} cancelled",
-                            hint="completed steps are cached; run again to resume") from None
+            raise Cancelled(
+                f"run {self.run_id} cancelled",
+                hint="completed steps are cached; run again to resume",
+            ) from None
         except BaseException as exc:
             self.store.finish_run(self.run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             raise
@@ -171,8 +189,12 @@ class RunExecution:
         error = f"step {', '.join(failed)} failed" if failed else None
         self.store.finish_run(self.run_id, final, error)
         order = [inv.name for inv in self.plan.graph.invocations]
-        return RunOutcome(run_id=self.run_id, pipeline=self.plan.graph.name, status=final,
-                          steps=tuple(self.outcomes[n] for n in order if n in self.outcomes))
+        return RunOutcome(
+            run_id=self.run_id,
+            pipeline=self.plan.graph.name,
+            status=final,
+            steps=tuple(self.outcomes[n] for n in order if n in self.outcomes),
+        )
 
     # -- scheduling ------------------------------------------------------------------------
     def _schedule_parallel(self) -> None:
@@ -205,20 +227,27 @@ class RunExecution:
 
     def _visit(self, inv: Invocation, parallel: Any) -> None:
         ups = self.plan.graph.upstream.get(inv.name, ())
-        blocked = [u for u in ups if self.status.get(u) not in (StepStatus.SUCCEEDED,
-                                                                 StepStatus.CACHED)]
+        blocked = [
+            u for u in ups if self.status.get(u) not in (StepStatus.SUCCEEDED, StepStatus.CACHED)
+        ]
         position = self.positions[inv.name]
         if blocked:
-            self.store.record_step(run_id=self.run_id, name=inv.name, position=position,
-                                   status=StepStatus.SKIPPED,
-                                   error=f"upstream step {blocked[0]} did not succeed")
-            self._outcome(StepOutcome(name=inv.name, status=StepStatus.SKIPPED,
-                                      error=f"upstream step {blocked[0]} did not succeed"))
+            self.store.record_step(
+                run_id=self.run_id,
+                name=inv.name,
+                position=position,
+                status=StepStatus.SKIPPED,
+                error=f"upstream step {blocked[0]} did not succeed",
+            )
+            self._outcome(
+                StepOutcome(
+                    name=inv.name,
+                    status=StepStatus.SKIPPED,
+                    error=f"upstream step {blocked[0]} did not succeed",
+                )
+            )
             return
         inputs = {arg: self.outputs[ref.step][ref.output] for arg, ref in inv.inputs.items()}
-        for arg, ref in inv.inputs.items():
-            if ref.output not in self.outputs[ref.step]:
-                raise DefinitionError(f"step '{ref.step}' has no output '{ref.output}'")
         parts = self._key_parts(inv, inputs)
         key = parts.key()
         use_cache = inv.step.cache and not self.options.no_cache
@@ -227,8 +256,14 @@ class RunExecution:
         reasons: tuple[str, ...] = ()
         if self.options.explain:
             reasons = self._reasons(inv, parts, use_cache)
-        step_id = self.store.start_step(run_id=self.run_id, name=inv.name, position=position,
-                                        cache_key=key, key_parts=parts.to_json(), inputs=inputs)
+        step_id = self.store.start_step(
+            run_id=self.run_id,
+            name=inv.name,
+            position=position,
+            cache_key=key,
+            key_parts=parts.to_json(),
+            inputs=inputs,
+        )
         task = self._task(inv, inputs)
         if parallel is None:
             func = inv.step.func
@@ -247,8 +282,14 @@ class RunExecution:
         changed = explain_change(CacheKeyParts.from_json(old) if old else None, parts)
         return tuple(changed) or ("same key as before, but its cached result is gone",)
 
-    def _try_cache(self, inv: Invocation, position: int, key: str, parts: CacheKeyParts,
-                   inputs: dict[str, ArtifactInfo]) -> bool:
+    def _try_cache(
+        self,
+        inv: Invocation,
+        position: int,
+        key: str,
+        parts: CacheKeyParts,
+        inputs: dict[str, ArtifactInfo],
+    ) -> bool:
         hit = self.store.find_cached(key)
         if hit is None:
             return False
@@ -262,32 +303,69 @@ class RunExecution:
                 return False
         if inv.step.is_cmd:
             self._restore_outs(outputs)
-        self.store.record_step(run_id=self.run_id, name=inv.name, position=position,
-                               status=StepStatus.CACHED, cache_key=key,
-                               key_parts=parts.to_json(), inputs=inputs, outputs=outputs,
-                               cached_from=source_id, metrics=metrics)
+        self.store.record_step(
+            run_id=self.run_id,
+            name=inv.name,
+            position=position,
+            status=StepStatus.CACHED,
+            cache_key=key,
+            key_parts=parts.to_json(),
+            inputs=inputs,
+            outputs=outputs,
+            cached_from=source_id,
+            metrics=metrics,
+        )
         self.outputs[inv.name] = outputs
         self._outcome(StepOutcome(name=inv.name, status=StepStatus.CACHED, outputs=outputs))
         return True
 
-    def _finish(self, inv: Invocation, step_id: int, parts: CacheKeyParts,
-                reasons: tuple[str, ...], result: TaskResult) -> None:
+    def _finish(
+        self,
+        inv: Invocation,
+        step_id: int,
+        parts: CacheKeyParts,
+        reasons: tuple[str, ...],
+        result: TaskResult,
+    ) -> None:
         logs_digest = self.artifacts.save_text(result.logs) if result.logs else None
         if result.error is not None:
-            self.store.finish_step(step_id, status=StepStatus.FAILED,
-                                   duration_s=result.duration_s, error=result.error,
-                                   logs_digest=logs_digest)
-            self._outcome(StepOutcome(name=inv.name, status=StepStatus.FAILED,
-                                      duration_s=result.duration_s, error=result.error,
-                                      reasons=reasons))
+            self.store.finish_step(
+                step_id,
+                status=StepStatus.FAILED,
+                duration_s=result.duration_s,
+                error=result.error,
+                logs_digest=logs_digest,
+            )
+            self._outcome(
+                StepOutcome(
+                    name=inv.name,
+                    status=StepStatus.FAILED,
+                    duration_s=result.duration_s,
+                    error=result.error,
+                    reasons=reasons,
+                )
+            )
             return
-        self.store.finish_step(step_id, status=StepStatus.SUCCEEDED, duration_s=result.duration_s,
-                               outputs=result.outputs, logs_digest=logs_digest,
-                               run_id=self.run_id, step_name=inv.name, metrics=result.metrics)
+        self.store.finish_step(
+            step_id,
+            status=StepStatus.SUCCEEDED,
+            duration_s=result.duration_s,
+            outputs=result.outputs,
+            logs_digest=logs_digest,
+            run_id=self.run_id,
+            step_name=inv.name,
+            metrics=result.metrics,
+        )
         self.outputs[inv.name] = result.outputs
-        self._outcome(StepOutcome(name=inv.name, status=StepStatus.SUCCEEDED,
-                                  duration_s=result.duration_s, outputs=result.outputs,
-                                  reasons=reasons))
+        self._outcome(
+            StepOutcome(
+                name=inv.name,
+                status=StepStatus.SUCCEEDED,
+                duration_s=result.duration_s,
+                outputs=result.outputs,
+                reasons=reasons,
+            )
+        )
 
     def _outcome(self, outcome: StepOutcome) -> None:
         self.status[outcome.name] = outcome.status
@@ -323,14 +401,20 @@ class RunExecution:
         sd = inv.step
         cfg = self.project.config
         return StepTask(
-            run_id=self.run_id, name=inv.name,
+            run_id=self.run_id,
+            name=inv.name,
             module=sd.func.__module__ if sd.func else None,
             qualname=sd.func.__qualname__ if sd.func else None,
-            cmd=sd.cmd, params=self.plan.step_params.get(inv.name, {}), inputs=inputs,
-            outputs=tuple(o.name for o in sd.outputs), output_kind=sd.output_kind,
-            root=str(self.project.root), artifacts_url=self.project.artifacts_url,
+            cmd=sd.cmd,
+            params=self.plan.step_params.get(inv.name, {}),
+            inputs=inputs,
+            outputs=tuple(o.name for o in sd.outputs),
+            output_kind=sd.output_kind,
+            root=str(self.project.root),
+            artifacts_url=self.project.artifacts_url,
             cache_dir=str(self.project.state_dir / "cache"),
-            trust_pickle=cfg.trust.pickle, skops_types=tuple(cfg.trust.skops_types),
+            trust_pickle=cfg.trust.pickle,
+            skops_types=tuple(cfg.trust.skops_types),
         )
 
     def _restore_outs(self, outputs: Mapping[str, ArtifactInfo]) -> None:
@@ -354,8 +438,9 @@ class RunExecution:
                 shutil.move(str(restored), target)
 
 
-def run_pipeline(project: Project, options: RunOptions | None = None,
-                 reporter: Reporter | None = None) -> RunOutcome:
+def run_pipeline(
+    project: Project, options: RunOptions | None = None, reporter: Reporter | None = None
+) -> RunOutcome:
     """Plan and execute a pipeline of ``project``; returns what happened to every step."""
     options = options or RunOptions()
     plan = plan_run(project, options)
@@ -364,9 +449,18 @@ def run_pipeline(project: Project, options: RunOptions | None = None,
 
 def outcome_json(outcome: RunOutcome) -> dict[str, Any]:
     return {
-        "run_id": outcome.run_id, "pipeline": outcome.pipeline, "status": str(outcome.status),
-        "steps": [{"name": s.name, "status": str(s.status), "duration_s": s.duration_s,
-                   "outputs": {k: v.digest for k, v in s.outputs.items()},
-                   "reasons": list(s.reasons), "error": s.error} for s in outcome.steps],
+        "run_id": outcome.run_id,
+        "pipeline": outcome.pipeline,
+        "status": str(outcome.status),
+        "steps": [
+            {
+                "name": s.name,
+                "status": str(s.status),
+                "duration_s": s.duration_s,
+                "outputs": {k: v.digest for k, v in s.outputs.items()},
+                "reasons": list(s.reasons),
+                "error": s.error,
+            }
+            for s in outcome.steps
+        ],
     }
-

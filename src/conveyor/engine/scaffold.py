@@ -118,8 +118,10 @@ def init_project(directory: Path, name: str | None = None) -> list[Path]:
     }
     existing = [rel for rel in files if (directory / rel).exists()]
     if existing:
-        raise UsageError(f"{directory} already has {', '.join(existing)}",
-                         hint="choose an empty directory, or remove those files first")
+        raise UsageError(
+            f"{directory} already has {', '.join(existing)}",
+            hint="choose an empty directory, or remove those files first",
+        )
     written = []
     for rel, text in files.items():
         path = directory / rel

@@ -137,7 +137,9 @@ class BlobStore:
                 try:
                     self.fs.get_file(target, str(tmp))
                 except FileNotFoundError:
-                    raise NotFoundError(f"artifact {digest[:12]} is missing from {self.url}") from None
+                    raise NotFoundError(
+                        f"artifact {digest[:12]} is missing from {self.url}"
+                    ) from None
                 if file_digest(tmp) != digest:
                     tmp.unlink()
                     self.quarantine(digest)

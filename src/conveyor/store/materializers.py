@@ -26,7 +26,7 @@ SAFE_SKOPS_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections
 class MaterializeContext:
     trust_pickle: bool = False
     skops_types: tuple[str, ...] = ()
-    scratch: Path = field(default_factory=lambda: Path("."))
+    scratch: Path = field(default_factory=lambda: Path())
 
 
 @runtime_checkable
@@ -43,8 +43,7 @@ class Materializer(Protocol):
         """Write ``value`` to the file ``dest``; return small JSON metadata to keep with it."""
         ...
 
-    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
-        ...
+    def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any: ...
 
 
 def _qualname(kind: type) -> str:
@@ -169,7 +168,9 @@ class SkopsEstimator:
         data = path.read_bytes()
         untrusted = sio.get_untrusted_types(data=data)
         refused = [
-            t for t in untrusted if not t.startswith(SAFE_SKOPS_PREFIXES) and t not in ctx.skops_types
+            t
+            for t in untrusted
+            if not t.startswith(SAFE_SKOPS_PREFIXES) and t not in ctx.skops_types
         ]
         if refused:
             raise TrustError(
@@ -319,4 +320,3 @@ def choose(value: Any, ctx: MaterializeContext) -> Materializer:
         "or Path; or register a materializer with conveyor.register_materializer(...); or, if "
         "you accept pickle, set trust: {pickle: true} in conveyor.yaml",
     )
-

@@ -39,53 +39,89 @@ class MetadataStore:
         return table.insert().prefix_with("IGNORE")
 
     # -- runs ------------------------------------------------------------------------------
-    def create_run(self, *, run_id: str, project: str, pipeline: str, owner: str,
-                   git: Mapping[str, Any], params: Mapping[str, Any],
-                   step_params: Mapping[str, Mapping[str, Any]],
-                   environment: Mapping[str, Any], reproduces: str | None = None,
-                   tags: Mapping[str, str] | None = None) -> None:
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        project: str,
+        pipeline: str,
+        owner: str,
+        git: Mapping[str, Any],
+        params: Mapping[str, Any],
+        step_params: Mapping[str, Mapping[str, Any]],
+        environment: Mapping[str, Any],
+        reproduces: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
         stamp = now()
         with self.engine.begin() as conn:
-            conn.execute(t.runs.insert().values(
-                id=run_id, project=project, pipeline=pipeline, status=RunStatus.RUNNING,
-                started_at=stamp, heartbeat_at=stamp, lease_owner=owner,
-                git_commit=git.get("commit"), git_dirty=bool(git.get("dirty")),
-                git_diff_digest=git.get("diff_digest"),
-                project_subdir=git.get("subdir", ""), params=dict(params),
-                environment=dict(environment), reproduces=reproduces,
-            ))
-            rows = [{"run_id": run_id, "scope": "", "key": k, "value": v}
-                    for k, v in params.items()]
-            rows += [{"run_id": run_id, "scope": step, "key": k, "value": v}
-                     for step, values in step_params.items() for k, v in values.items()]
+            conn.execute(
+                t.runs.insert().values(
+                    id=run_id,
+                    project=project,
+                    pipeline=pipeline,
+                    status=RunStatus.RUNNING,
+                    started_at=stamp,
+                    heartbeat_at=stamp,
+                    lease_owner=owner,
+                    git_commit=git.get("commit"),
+                    git_dirty=bool(git.get("dirty")),
+                    git_diff_digest=git.get("diff_digest"),
+                    project_subdir=git.get("subdir", ""),
+                    params=dict(params),
+                    environment=dict(environment),
+                    reproduces=reproduces,
+                )
+            )
+            rows = [
+                {"run_id": run_id, "scope": "", "key": k, "value": v} for k, v in params.items()
+            ]
+            rows += [
+                {"run_id": run_id, "scope": step, "key": k, "value": v}
+                for step, values in step_params.items()
+                for k, v in values.items()
+            ]
             if rows:
                 conn.execute(t.params.insert(), rows)
             if tags:
-                conn.execute(t.tags.insert(), [{"run_id": run_id, "key": k, "value": v}
-                                               for k, v in tags.items()])
+                conn.execute(
+                    t.tags.insert(),
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
+                )
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         """Renew the lease; False when the run is no longer ours (it was reaped)."""
         with self.engine.begin() as conn:
             res = conn.execute(
                 t.runs.update()
-                .where(t.runs.c.id == run_id, t.runs.c.lease_owner == owner,
-                       t.runs.c.status == RunStatus.RUNNING)
+                .where(
+                    t.runs.c.id == run_id,
+                    t.runs.c.lease_owner == owner,
+                    t.runs.c.status == RunStatus.RUNNING,
+                )
                 .values(heartbeat_at=now())
             )
             return bool(res.rowcount)
 
     def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(t.runs.update().where(t.runs.c.id == run_id)
-                         .values(status=status, ended_at=now(), error=error))
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.id == run_id)
+                .values(status=status, ended_at=now(), error=error)
+            )
             if status != RunStatus.SUCCEEDED:
                 conn.execute(
                     t.step_runs.update()
-                    .where(t.step_runs.c.run_id == run_id,
-                           t.step_runs.c.status == StepStatus.RUNNING)
-                    .values(status=StepStatus.CANCELLED if status == RunStatus.CANCELLED
-                            else StepStatus.FAILED, ended_at=now())
+                    .where(
+                        t.step_runs.c.run_id == run_id, t.step_runs.c.status == StepStatus.RUNNING
+                    )
+                    .values(
+                        status=StepStatus.CANCELLED
+                        if status == RunStatus.CANCELLED
+                        else StepStatus.FAILED,
+                        ended_at=now(),
+                    )
                 )
 
     def reap_dead_runs(self, *, host: str, alive: Any, ttl_s: float) -> list[str]:
@@ -95,8 +131,9 @@ class MetadataStore:
         reaped: list[str] = []
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t.runs.c.id, t.runs.c.lease_owner, t.runs.c.heartbeat_at)
-                .where(t.runs.c.status == RunStatus.RUNNING)
+                sa.select(t.runs.c.id, t.runs.c.lease_owner, t.runs.c.heartbeat_at).where(
+                    t.runs.c.status == RunStatus.RUNNING
+                )
             ).all()
         for run_id, owner, beat in rows:
             parts = owner.split(":")  # host:pid:token
@@ -106,77 +143,144 @@ class MetadataStore:
             dead = owner_host == host and pid > 0 and not alive(pid)
             if not (stale or dead):
                 continue
-            why = ("its process is gone" if dead
-                   else f"no heartbeat since {as_utc(beat):%Y-%m-%d %H:%M:%S} UTC")
+            why = (
+                "its process is gone"
+                if dead
+                else f"no heartbeat since {as_utc(beat):%Y-%m-%d %H:%M:%S} UTC"
+            )
             with self.engine.begin() as conn:
                 res = conn.execute(
                     t.runs.update()
-                    .where(t.runs.c.id == run_id, t.runs.c.lease_owner == owner,
-                           t.runs.c.status == RunStatus.RUNNING)
-                    .values(status=RunStatus.FAILED, ended_at=now(),
-                            error=f"the run stopped without finishing: {why}")
+                    .where(
+                        t.runs.c.id == run_id,
+                        t.runs.c.lease_owner == owner,
+                        t.runs.c.status == RunStatus.RUNNING,
+                    )
+                    .values(
+                        status=RunStatus.FAILED,
+                        ended_at=now(),
+                        error=f"the run stopped without finishing: {why}",
+                    )
                 )
                 if res.rowcount:
                     conn.execute(
                         t.step_runs.update()
-                        .where(t.step_runs.c.run_id == run_id,
-                               t.step_runs.c.status == StepStatus.RUNNING)
-                        .values(status=StepStatus.FAILED, ended_at=now(),
-                                error=f"interrupted: {why}")
+                        .where(
+                            t.step_runs.c.run_id == run_id,
+                            t.step_runs.c.status == StepStatus.RUNNING,
+                        )
+                        .values(
+                            status=StepStatus.FAILED, ended_at=now(), error=f"interrupted: {why}"
+                        )
                     )
                     reaped.append(run_id)
         return reaped
 
     # -- step runs -------------------------------------------------------------------------
-    def start_step(self, *, run_id: str, name: str, position: int, cache_key: str | None,
-                   key_parts: Mapping[str, Any] | None,
-                   inputs: Mapping[str, ArtifactInfo]) -> int:
+    def start_step(
+        self,
+        *,
+        run_id: str,
+        name: str,
+        position: int,
+        cache_key: str | None,
+        key_parts: Mapping[str, Any] | None,
+        inputs: Mapping[str, ArtifactInfo],
+    ) -> int:
         with self.engine.begin() as conn:
-            step_id = self._insert_step(conn, run_id=run_id, name=name, position=position,
-                                        status=StepStatus.RUNNING, cache_key=cache_key,
-                                        key_parts=key_parts, started_at=now())
+            step_id = self._insert_step(
+                conn,
+                run_id=run_id,
+                name=name,
+                position=position,
+                status=StepStatus.RUNNING,
+                cache_key=cache_key,
+                key_parts=key_parts,
+                started_at=now(),
+            )
             self._edges(conn, t.step_inputs, step_id, inputs)
             return step_id
 
-    def finish_step(self, step_id: int, *, status: StepStatus, duration_s: float | None,
-                    outputs: Mapping[str, ArtifactInfo] | None = None, error: str | None = None,
-                    logs_digest: str | None = None, run_id: str | None = None,
-                    step_name: str | None = None,
-                    metrics: Mapping[str, float] | None = None) -> None:
+    def finish_step(
+        self,
+        step_id: int,
+        *,
+        status: StepStatus,
+        duration_s: float | None,
+        outputs: Mapping[str, ArtifactInfo] | None = None,
+        error: str | None = None,
+        logs_digest: str | None = None,
+        run_id: str | None = None,
+        step_name: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
         with self.engine.begin() as conn:
             if outputs:
                 self._edges(conn, t.step_outputs, step_id, outputs)
             if metrics and run_id and step_name:
-                conn.execute(t.metrics.insert(), [
-                    {"run_id": run_id, "step": step_name, "key": k, "value": float(v)}
-                    for k, v in metrics.items()
-                ])
-            conn.execute(t.step_runs.update().where(t.step_runs.c.id == step_id).values(
-                status=status, ended_at=now(), duration_s=duration_s, error=error,
-                logs_digest=logs_digest))
+                conn.execute(
+                    t.metrics.insert(),
+                    [
+                        {"run_id": run_id, "step": step_name, "key": k, "value": float(v)}
+                        for k, v in metrics.items()
+                    ],
+                )
+            conn.execute(
+                t.step_runs.update()
+                .where(t.step_runs.c.id == step_id)
+                .values(
+                    status=status,
+                    ended_at=now(),
+                    duration_s=duration_s,
+                    error=error,
+                    logs_digest=logs_digest,
+                )
+            )
 
-    def record_step(self, *, run_id: str, name: str, position: int, status: StepStatus,
-                    cache_key: str | None = None, key_parts: Mapping[str, Any] | None = None,
-                    inputs: Mapping[str, ArtifactInfo] | None = None,
-                    outputs: Mapping[str, ArtifactInfo] | None = None,
-                    cached_from: int | None = None, error: str | None = None,
-                    metrics: Mapping[str, float] | None = None) -> int:
+    def record_step(
+        self,
+        *,
+        run_id: str,
+        name: str,
+        position: int,
+        status: StepStatus,
+        cache_key: str | None = None,
+        key_parts: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, ArtifactInfo] | None = None,
+        outputs: Mapping[str, ArtifactInfo] | None = None,
+        cached_from: int | None = None,
+        error: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> int:
         """One finished step run in one transaction (cached or skipped steps)."""
         stamp = now()
         with self.engine.begin() as conn:
             step_id = self._insert_step(
-                conn, run_id=run_id, name=name, position=position, status=status,
-                cache_key=cache_key, key_parts=key_parts, started_at=stamp, ended_at=stamp,
-                duration_s=0.0, cached_from=cached_from, error=error)
+                conn,
+                run_id=run_id,
+                name=name,
+                position=position,
+                status=status,
+                cache_key=cache_key,
+                key_parts=key_parts,
+                started_at=stamp,
+                ended_at=stamp,
+                duration_s=0.0,
+                cached_from=cached_from,
+                error=error,
+            )
             if inputs:
                 self._edges(conn, t.step_inputs, step_id, inputs)
             if outputs:
                 self._edges(conn, t.step_outputs, step_id, outputs)
             if metrics:
-                conn.execute(t.metrics.insert(), [
-                    {"run_id": run_id, "step": name, "key": k, "value": float(v)}
-                    for k, v in metrics.items()
-                ])
+                conn.execute(
+                    t.metrics.insert(),
+                    [
+                        {"run_id": run_id, "step": name, "key": k, "value": float(v)}
+                        for k, v in metrics.items()
+                    ],
+                )
             return step_id
 
     @staticmethod
@@ -184,31 +288,46 @@ class MetadataStore:
         res = conn.execute(t.step_runs.insert().values(**values).returning(t.step_runs.c.id))
         return int(res.scalar_one())
 
-    def _edges(self, conn: sa.Connection, table: sa.Table, step_id: int,
-               items: Mapping[str, ArtifactInfo]) -> None:
+    def _edges(
+        self, conn: sa.Connection, table: sa.Table, step_id: int, items: Mapping[str, ArtifactInfo]
+    ) -> None:
         if not items:
             return
         stamp = now()
-        conn.execute(self._insert_ignore(t.artifacts), [
-            {"digest": a.digest, "materializer": a.materializer, "type_name": a.type_name,
-             "size": a.size, "meta": a.meta, "created_at": stamp}
-            for a in items.values()
-        ])
-        conn.execute(table.insert(), [
-            {"step_run_id": step_id, "name": name, "digest": a.digest}
-            for name, a in items.items()
-        ])
+        conn.execute(
+            self._insert_ignore(t.artifacts),
+            [
+                {
+                    "digest": a.digest,
+                    "materializer": a.materializer,
+                    "type_name": a.type_name,
+                    "size": a.size,
+                    "meta": a.meta,
+                    "created_at": stamp,
+                }
+                for a in items.values()
+            ],
+        )
+        conn.execute(
+            table.insert(),
+            [
+                {"step_run_id": step_id, "name": name, "digest": a.digest}
+                for name, a in items.items()
+            ],
+        )
 
     # -- cache -----------------------------------------------------------------------------
-    def find_cached(self, cache_key: str) -> tuple[int, dict[str, ArtifactInfo], dict[str, float]]\
-            | None:
+    def find_cached(
+        self, cache_key: str
+    ) -> tuple[int, dict[str, ArtifactInfo], dict[str, float]] | None:
         """The newest successful step run with this key, its outputs and metrics."""
         sr = t.step_runs
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(sr.c.id, sr.c.run_id, sr.c.name, sr.c.cached_from)
                 .where(sr.c.cache_key == cache_key, sr.c.status == StepStatus.SUCCEEDED)
-                .order_by(sr.c.id.desc()).limit(1)
+                .order_by(sr.c.id.desc())
+                .limit(1)
             ).first()
             if row is None:
                 return None
@@ -218,25 +337,39 @@ class MetadataStore:
                 .where(t.step_outputs.c.step_run_id == row.id)
             ).all()
             mets = conn.execute(
-                sa.select(t.metrics.c.key, t.metrics.c.value)
-                .where(t.metrics.c.run_id == row.run_id, t.metrics.c.step == row.name)
+                sa.select(t.metrics.c.key, t.metrics.c.value).where(
+                    t.metrics.c.run_id == row.run_id, t.metrics.c.step == row.name
+                )
             ).all()
-        outputs = {o.name: ArtifactInfo(digest=o.digest, materializer=o.materializer,
-                                        type_name=o.type_name, size=o.size, meta=o.meta or {})
-                   for o in outs}
+        outputs = {
+            o.name: ArtifactInfo(
+                digest=o.digest,
+                materializer=o.materializer,
+                type_name=o.type_name,
+                size=o.size,
+                meta=o.meta or {},
+            )
+            for o in outs
+        }
         return row.id, outputs, {m.key: m.value for m in mets}
 
-    def previous_key_parts(self, pipeline: str, step: str, before_run: str) -> dict[str, Any]\
-            | None:
+    def previous_key_parts(
+        self, pipeline: str, step: str, before_run: str
+    ) -> dict[str, Any] | None:
         """Key parts of the latest earlier run of this step in this pipeline (for --explain)."""
         sr = t.step_runs
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(sr.c.key_parts)
                 .join(t.runs, t.runs.c.id == sr.c.run_id)
-                .where(t.runs.c.pipeline == pipeline, sr.c.name == step,
-                       sr.c.run_id != before_run, sr.c.key_parts.is_not(None))
-                .order_by(sr.c.id.desc()).limit(1)
+                .where(
+                    t.runs.c.pipeline == pipeline,
+                    sr.c.name == step,
+                    sr.c.run_id != before_run,
+                    sr.c.key_parts.is_not(None),
+                )
+                .order_by(sr.c.id.desc())
+                .limit(1)
             ).first()
         return dict(row[0]) if row and row[0] else None
 
@@ -248,7 +381,17 @@ class MetadataStore:
 
     def record_check(self, run_id: str | None, step: str | None, result: CheckResult) -> None:
         with self.engine.begin() as conn:
-            conn.execute(t.check_results.insert().values(
-                run_id=run_id, step=step, name=result.name, kind=result.kind,
-                passed=result.passed, severity=str(result.severity), metrics=result.metrics,
-                message=result.message, details=result.details, created_at=now()))
+            conn.execute(
+                t.check_results.insert().values(
+                    run_id=run_id,
+                    step=step,
+                    name=result.name,
+                    kind=result.kind,
+                    passed=result.passed,
+                    severity=str(result.severity),
+                    metrics=result.metrics,
+                    message=result.message,
+                    details=result.details,
+                    created_at=now(),
+                )
+            )

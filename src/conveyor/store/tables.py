@@ -68,8 +68,12 @@ artifacts = sa.Table(
 step_inputs = sa.Table(
     "step_inputs",
     metadata,
-    sa.Column("step_run_id", sa.Integer, sa.ForeignKey("step_runs.id", ondelete="CASCADE"),
-              primary_key=True),
+    sa.Column(
+        "step_run_id",
+        sa.Integer,
+        sa.ForeignKey("step_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     sa.Column("name", NAME, primary_key=True),
     sa.Column("digest", DIGEST, sa.ForeignKey("artifacts.digest"), nullable=False),
     sa.Index("ix_step_inputs_digest", "digest"),
@@ -78,8 +82,12 @@ step_inputs = sa.Table(
 step_outputs = sa.Table(
     "step_outputs",
     metadata,
-    sa.Column("step_run_id", sa.Integer, sa.ForeignKey("step_runs.id", ondelete="CASCADE"),
-              primary_key=True),
+    sa.Column(
+        "step_run_id",
+        sa.Integer,
+        sa.ForeignKey("step_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     sa.Column("name", NAME, primary_key=True),
     sa.Column("digest", DIGEST, sa.ForeignKey("artifacts.digest"), nullable=False),
     sa.Index("ix_step_outputs_digest", "digest"),

@@ -42,8 +42,9 @@ def upgrade() -> None:
     op.create_table(
         "step_runs",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
@@ -70,38 +71,53 @@ def upgrade() -> None:
     for table in ("step_inputs", "step_outputs"):
         op.create_table(
             table,
-            sa.Column("step_run_id", sa.Integer,
-                      sa.ForeignKey("step_runs.id", ondelete="CASCADE"), primary_key=True),
+            sa.Column(
+                "step_run_id",
+                sa.Integer,
+                sa.ForeignKey("step_runs.id", ondelete="CASCADE"),
+                primary_key=True,
+            ),
             sa.Column("name", sa.String(200), primary_key=True),
             sa.Column("digest", sa.String(64), sa.ForeignKey("artifacts.digest"), nullable=False),
         )
         op.create_index(f"ix_{table}_digest", table, ["digest"])
     op.create_table(
         "params",
-        sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("scope", sa.String(200), primary_key=True),
         sa.Column("key", sa.String(200), primary_key=True),
         sa.Column("value", sa.JSON),
     )
     op.create_table(
         "metrics",
-        sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("step", sa.String(200), primary_key=True),
         sa.Column("key", sa.String(200), primary_key=True),
         sa.Column("value", sa.Float, nullable=False),
     )
     op.create_table(
         "tags",
-        sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "run_id", sa.String(40), sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("key", sa.String(200), primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
     )
 
 
 def downgrade() -> None:
-    for table in ("tags", "metrics", "params", "step_outputs", "step_inputs", "artifacts",
-                  "step_runs", "runs"):
+    for table in (
+        "tags",
+        "metrics",
+        "params",
+        "step_outputs",
+        "step_inputs",
+        "artifacts",
+        "step_runs",
+        "runs",
+    ):
         op.drop_table(table)
