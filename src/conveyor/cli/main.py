@@ -70,7 +70,7 @@ def cli(ctx: click.Context, project: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="conveyor", standalone_mode=False)
     except ConveyorError as exc:
         _print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
             "please report it with the command you ran",
         )
         sys.exit(EXIT_INTERNAL)
-    sys.exit(0)
+    # Without standalone mode, click returns the code given to ctx.exit() instead of exiting.
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _print_error(message: str, hint: str | None) -> None:

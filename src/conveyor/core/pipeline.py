@@ -191,9 +191,9 @@ class Tracer:
             )
         )
         handles = [StepOutput(OutputRef(name, o.name)) for o in sd.outputs]
-        if sd.output_kind in ("single",):
+        if sd.output_kind == "single" or (sd.output_kind == "files" and len(handles) == 1):
             return handles[0]
-        if sd.output_kind == "none":
+        if not handles:
             return None
         return StepOutputs(handles, [o.name for o in sd.outputs])
 
@@ -294,7 +294,12 @@ def make_cmd_def(
         if isinstance(params, Mapping)
         else {p: inspect.Parameter.empty for p in params}
     )
-    specs = tuple(ParamSpec(name=k, annotation=Any, default=v) for k, v in pmap.items())
+    # A cmd step's params are typed by their defaults, as a function's are by annotations.
+    specs = tuple(
+        ParamSpec(name=k, annotation=type(v) if isinstance(v, (bool, int, float, str)) else Any,
+                  default=v)
+        for k, v in pmap.items()
+    )
     import re
 
     for arg in argv:
