@@ -178,6 +178,41 @@ def timed(argv: list[str | Path], cwd: Path | None, check: object = None) -> flo
     return elapsed
 
 
+PHASES = """
+import json, sys, time
+t0 = time.perf_counter()
+import conveyor.cli.main
+t1 = time.perf_counter()
+from pathlib import Path
+from conveyor.engine.project import open_project
+from conveyor.engine.run import RunOptions, run_pipeline
+t2 = time.perf_counter()
+project = open_project(Path.cwd())
+t3 = time.perf_counter()
+_ = project.metadata, project.artifacts
+t4 = time.perf_counter()
+outcome = run_pipeline(project, RunOptions(pipeline=sys.argv[1]))
+t5 = time.perf_counter()
+assert {str(s.status) for s in outcome.steps} == {"cached"}
+print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4]))
+"""
+
+
+def phases(root: Path, pipeline: str, floor: float, repeat: int = 5) -> None:
+    """Where the wall time of a cached ``conveyor run`` goes, in a fresh process each time."""
+    names = ["import conveyor.cli.main (click)", "import engine (SQLAlchemy, pydantic, ...)",
+             "open_project (read and validate conveyor.yaml)",
+             "open stores (engine, schema check)", f"run_pipeline ({pipeline}, all cached)"]
+    runs = []
+    for _ in range(repeat):
+        proc = sh([PYTHON, "-c", PHASES, pipeline], root)
+        runs.append(json.loads(proc.stdout))
+    print(f"\n--- phases of a cached `conveyor run {pipeline}` (median of {repeat}, ms) ---")
+    print(f"{floor * 1000:8.1f}  interpreter start-up (python -c pass)")
+    for i, name in enumerate(names):
+        print(f"{statistics.median(r[i] for r in runs) * 1000:8.1f}  {name}")
+
+
 def profile(root: Path, work: Path, top: int) -> None:
     """Import time and a cProfile of one cached ``conveyor run cmds`` in a fresh process."""
     proc = subprocess.run(
@@ -278,6 +313,8 @@ def main() -> None:
               f"{HELP_TARGET_S} s)")
 
         if args.profile:
+            for pipeline in ("cmds", "chain"):
+                phases(cv_root, pipeline, floor)
             profile(cv_root, work, 15)
     finally:
         if args.keep:

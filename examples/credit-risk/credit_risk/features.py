@@ -92,7 +92,7 @@ def fit_spec(train: pd.DataFrame) -> FeatureSpec:
         values = train[column].to_numpy(dtype=float)
         medians[column] = float(np.nanmedian(values)) if (~np.isnan(values)).any() else 0.0
     flagged = [c for c in NUMERIC if train[c].isna().any()]
-    categories = {c: sorted(set(_levels(train[c]))) for c in CATEGORICAL}
+    categories = {c: list(dict.fromkeys(_levels(train[c]))) for c in CATEGORICAL}
     columns = [
         *NUMERIC,
         *DERIVED,
@@ -144,6 +144,4 @@ def check_columns(df: pd.DataFrame) -> None:
 def _levels(column: pd.Series) -> np.ndarray:
     """The values of a categorical column as strings, with missing values as ``missing``."""
     values = column.to_numpy(dtype=object)
-    return np.array(
-        [MISSING_LEVEL if pd.isna(v) else str(v) for v in values], dtype=object
-    )
+    return np.array([MISSING_LEVEL if pd.isna(v) else str(v) for v in values], dtype=object)

@@ -162,8 +162,9 @@ def generate_applications(n_rows: int, seed: int, drift: float = 0.0) -> pd.Data
 
     age = np.clip(np.round(rng.normal(42.0, 12.0, n)), 21, 75).astype(np.int64)
     employment_type = _choice(rng, EMPLOYMENT_TYPES, "employment_type", drift, n)
-    employment_type = np.where(age >= 62, np.where(rng.random(n) < 0.6, "retired",
-                                                   employment_type), employment_type)
+    employment_type = np.where(
+        age >= 62, np.where(rng.random(n) < 0.6, "retired", employment_type), employment_type
+    )
     employment_years = np.minimum(rng.gamma(2.0, 3.5, n), age - 18.0)
     employment_years = np.where(employment_type == "unemployed", 0.0, employment_years)
     employment_years = np.round(employment_years, 1)

@@ -1,20 +1,21 @@
 """Training pipeline: ingest → split → featurize → train → evaluate.
 
 Every step is seeded, so a run with the same params reproduces every artifact bit for bit.
-Params: ``n_rows``, ``seed`` and ``drift`` belong to the pipeline; the model's
-hyperparameters (``learning_rate``, ``max_iter``, ``max_leaf_nodes``, ``min_samples_leaf``,
-``l2_regularization``) and ``test_size`` are step params, overridable with e.g. ``-p train.learning_rate=0.1``.
+Params: ``n_rows``, ``seed`` and ``drift`` belong to the pipeline; ``test_size`` and the
+model's hyperparameters (``learning_rate``, ``max_iter``, ``max_leaf_nodes``,
+``min_samples_leaf``, ``l2_regularization``) are step params, overridden with e.g.
+``conveyor run -p train.learning_rate=0.1``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from conveyor import log_metrics, pipeline, step
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from conveyor import log_metrics, pipeline, step
 from credit_risk.features import FeatureSpec, fit_spec, split_xy, transform
 from credit_risk.generate import generate_applications
 from credit_risk.schema import TARGET

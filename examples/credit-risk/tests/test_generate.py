@@ -133,11 +133,14 @@ def test_drift_is_gradual() -> None:
     assert medians[0] > medians[1] > medians[2]
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"n_rows": 0, "seed": 1}, "n_rows"),
-    ({"n_rows": 10, "seed": 1, "drift": 1.5}, "drift"),
-    ({"n_rows": 10, "seed": 1, "drift": -0.1}, "drift"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_rows": 0, "seed": 1}, "n_rows"),
+        ({"n_rows": 10, "seed": 1, "drift": 1.5}, "drift"),
+        ({"n_rows": 10, "seed": 1, "drift": -0.1}, "drift"),
+    ],
+)
 def test_bad_arguments_are_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate_applications(**kwargs)
@@ -172,26 +175,32 @@ def test_reference_applicant_has_the_intercept() -> None:
     assert _logit() == pytest.approx(-2.5)
 
 
-@pytest.mark.parametrize(("column", "low", "high", "sign"), [
-    ("credit_score", 600.0, 760.0, -1),
-    ("debt_to_income", 0.1, 0.6, +1),
-    ("num_delinquencies", 0, 3, +1),
-    ("loan_amount", 5_000.0, 30_000.0, +1),
-    ("interest_rate", 8.0, 20.0, +1),
-    ("annual_income", 30_000.0, 120_000.0, -1),
-    ("employment_years", 1.0, 15.0, -1),
-    ("loan_term_months", 12, 60, +1),
-])
+@pytest.mark.parametrize(
+    ("column", "low", "high", "sign"),
+    [
+        ("credit_score", 600.0, 760.0, -1),
+        ("debt_to_income", 0.1, 0.6, +1),
+        ("num_delinquencies", 0, 3, +1),
+        ("loan_amount", 5_000.0, 30_000.0, +1),
+        ("interest_rate", 8.0, 20.0, +1),
+        ("annual_income", 30_000.0, 120_000.0, -1),
+        ("employment_years", 1.0, 15.0, -1),
+        ("loan_term_months", 12, 60, +1),
+    ],
+)
 def test_direction_of_numeric_effects(column: str, low: object, high: object, sign: int) -> None:
     assert sign * (_logit(**{column: high}) - _logit(**{column: low})) > 0
 
 
-@pytest.mark.parametrize(("column", "riskier", "safer"), [
-    ("employment_type", "unemployed", "salaried"),
-    ("employment_type", "self_employed", "salaried"),
-    ("home_ownership", "rent", "own"),
-    ("loan_purpose", "small_business", "car"),
-])
+@pytest.mark.parametrize(
+    ("column", "riskier", "safer"),
+    [
+        ("employment_type", "unemployed", "salaried"),
+        ("employment_type", "self_employed", "salaried"),
+        ("home_ownership", "rent", "own"),
+        ("loan_purpose", "small_business", "car"),
+    ],
+)
 def test_direction_of_categorical_effects(column: str, riskier: str, safer: str) -> None:
     assert _logit(**{column: riskier}) > _logit(**{column: safer})
 

@@ -137,16 +137,47 @@ class JsonValue:
         return json.loads(path.read_text(encoding="utf-8"))
 
 
-def normalized_zip(data: bytes) -> bytes:
-    """Rewrite a zip with fixed timestamps and sorted entries so equal content is equal bytes."""
+def _renumber_skops(schema: Any, ids: dict[int, int]) -> Any:
+    """Replace skops' memory-address ids (``__id__`` and ``<id>.npy`` file names) by their
+    order of appearance, so that the same model gives the same bytes in every process."""
+
+    def new_id(old: int) -> int:
+        return ids.setdefault(old, len(ids) + 1)
+
+    if isinstance(schema, dict):
+        out = {}
+        for key, value in schema.items():
+            if key == "__id__" and isinstance(value, int):
+                out[key] = new_id(value)
+            elif key == "file" and isinstance(value, str) and value.endswith(".npy"):
+                stem = value.removesuffix(".npy")
+                out[key] = f"{new_id(int(stem))}.npy" if stem.isdigit() else value
+            else:
+                out[key] = _renumber_skops(value, ids)
+        return out
+    if isinstance(schema, list):
+        return [_renumber_skops(v, ids) for v in schema]
+    return schema
+
+
+def normalized_skops(data: bytes) -> bytes:
     src = zipfile.ZipFile(io.BytesIO(data))
+    ids: dict[int, int] = {}
+    schema = _renumber_skops(json.loads(src.read("schema.json")), ids)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as dst:
-        for info in sorted(src.infolist(), key=lambda i: i.filename):
-            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
-            fixed.compress_type = info.compress_type
+        entries = {"schema.json": json.dumps(schema, indent=1, sort_keys=True).encode()}
+        for info in src.infolist():
+            stem = info.filename.removesuffix(".npy")
+            if info.filename.endswith(".npy") and stem.isdigit():
+                entries[f"{ids.setdefault(int(stem), len(ids) + 1)}.npy"] = src.read(info)
+            elif info.filename != "schema.json":
+                entries[info.filename] = src.read(info)
+        for name in sorted(entries):
+            fixed = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
             fixed.external_attr = 0o644 << 16
-            dst.writestr(fixed, src.read(info))
+            dst.writestr(fixed, entries[name])
     return out.getvalue()
 
 
@@ -159,7 +190,7 @@ class SkopsEstimator:
     def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
         import skops.io as sio
 
-        dest.write_bytes(normalized_zip(sio.dumps(value)))
+        dest.write_bytes(normalized_skops(sio.dumps(value)))
         return {"class": _qualname(type(value))}
 
     def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
