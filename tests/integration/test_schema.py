@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from helpers import conveyor, open_and_run
 
 from conveyor.store import db
+from helpers import conveyor, open_and_run
 
 PIPELINE = """
 from conveyor import pipeline, step

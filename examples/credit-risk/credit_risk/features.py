@@ -92,7 +92,7 @@ def fit_spec(train: pd.DataFrame) -> FeatureSpec:
         values = train[column].to_numpy(dtype=float)
         medians[column] = float(np.nanmedian(values)) if (~np.isnan(values)).any() else 0.0
     flagged = [c for c in NUMERIC if train[c].isna().any()]
-    categories = {c: list(dict.fromkeys(_levels(train[c]))) for c in CATEGORICAL}
+    categories = {c: sorted(set(_levels(train[c]))) for c in CATEGORICAL}
     columns = [
         *NUMERIC,
         *DERIVED,

@@ -25,14 +25,17 @@ def _engine(ctx: click.Context):  # type: ignore[no-untyped-def]
 
 
 @db.command()
+@json_option
 @click.pass_context
-def upgrade(ctx: click.Context) -> None:
+def upgrade(ctx: click.Context, as_json: bool) -> None:
     """Migrate the metadata database to the schema of this Conveyor. Back it up first."""
     from conveyor.store import db as dbmod
 
     engine = _engine(ctx)
     before, after = dbmod.upgrade(engine)
-    if before == after:
+    if as_json:
+        emit_json({"from": before, "to": after, "changed": before != after})
+    elif before == after:
         result(f"the database is already at schema {after}")
     else:
         status(f"upgraded {engine.url.render_as_string(hide_password=True)}")
