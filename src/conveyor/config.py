@@ -87,8 +87,11 @@ class ProjectConfig(_Model):
     @field_validator("executor")
     @classmethod
     def _executor(cls, v: str) -> str:
-        if v != "local" and not v.startswith("ray://"):
-            raise ValueError("use 'local' or a Ray address 'ray://host:port'")
+        if v != "local":
+            raise ValueError(
+                "this version runs steps locally only; use 'local' (with 'workers: N' for a "
+                "process pool)"
+            )
         return v
 
 

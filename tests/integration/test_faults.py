@@ -122,16 +122,21 @@ def test_sigkill_at_random_moments_never_corrupts_the_stores(make_sqlite_project
         statuses: list[str | None] = []
         mid_write = 0
         for trial, point in enumerate(kill_plan(), start=1):
+            t0 = time.monotonic()
             watch = StoreWatch(root, big_size)
             with background(root, "run", "-p", f"trial={trial}") as proc:
                 hit = strike(proc, point, watch, run_s)
+            t1 = time.monotonic()
             assert hit.killed or hit.result.returncode == 0, hit.result.describe()
             mid_write += 0 < hit.staged_bytes < big_size
             statuses.append(_check_killed_run(root, known, point, hit.killed))
+            t2 = time.monotonic()
             _check_outputs_verify(root, audit.digests())
+            print("DBG", trial, point, hit.killed, hit.staged_bytes, statuses[-1], round(t1-t0,2), round(t2-t1,2), round(time.monotonic()-t2,2))
             if trial % 7 == 0:
                 again, out = run_json(root, "-p", f"trial={trial}")
                 assert again.returncode == 0 and out["status"] == "succeeded", again.describe()
+                known.add(out["run_id"])
         # The runs that completed before any fault are still served whole from the cache.
         again, out = run_json(root, "-p", "trial=0")
         assert again.returncode == 0, again.describe()

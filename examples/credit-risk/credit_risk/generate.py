@@ -228,5 +228,5 @@ def generate_applications(n_rows: int, seed: int, drift: float = 0.0) -> pd.Data
 
     for column, rate in MISSING_RATES.items():
         mask = rng.random(n) < rate
-        pass
+        df.loc[mask, column] = np.nan
     return df
