@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -67,7 +67,6 @@ class ProjectConfig(_Model):
     trust: Trust = Field(default_factory=Trust)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     default_pipeline: str | None = None
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("name")
     @classmethod

@@ -65,3 +65,95 @@ def test_changing_a_param_reruns_only_affected_steps(make_project) -> None:
     again = open_and_run(root, params={"n": "30"}, explain=True)
     assert [s.status for s in again.steps] == ["succeeded"] * 3
     assert any("'n' changed (20 -> 30)" in r for r in again.step("make").reasons)
+
+
+FAN_OUT = """
+import os
+import time
+from conveyor import pipeline, step
+
+
+@step
+def source(n: int = 3) -> list:
+    return list(range(n))
+
+
+@step
+def square(values: list, k: int = 0) -> dict:
+    print("worker pid", os.getpid())
+    time.sleep(0.2)
+    return {"k": k, "pid": os.getpid(), "sum": sum(v * v for v in values) + k}
+
+
+@step
+def total(a: dict, b: dict, c: dict) -> int:
+    return a["sum"] + b["sum"] + c["sum"]
+
+
+@pipeline
+def main():
+    values = source()
+    total(square(values, k=1), square(values, k=2), square(values, k=3))
+"""
+
+
+def test_workers_run_independent_steps_in_other_processes(make_sqlite_project) -> None:
+    import os
+
+    from conveyor.engine.project import open_project
+
+    root = make_sqlite_project({"pipelines/main.py": FAN_OUT})
+    outcome = open_and_run(root, workers=2)
+    assert outcome.status == "succeeded", [s.error for s in outcome.steps]
+    assert [s.name for s in outcome.steps] == ["source", "square", "square_2", "square_3", "total"]
+    with open_project(root, environ={}) as project:
+        results = [project.artifacts.load(outcome.step(n).outputs["output"])
+                   for n in ("square", "square_2", "square_3")]
+        assert project.artifacts.load(outcome.step("total").outputs["output"]) == 3 * 5 + 6
+        from conveyor.store import queries
+
+        steps = {s.name: s for s in queries.step_runs(project.metadata, outcome.run_id)}
+        logs = project.artifacts.load_text(steps["square_2"].logs_digest)
+    pids = {r["pid"] for r in results}
+    assert os.getpid() not in pids
+    assert f"worker pid {results[1]['pid']}" in logs
+    again = open_and_run(root, workers=2)
+    assert {s.status for s in again.steps} == {"cached"}
+    # In-process and pooled execution share the cache.
+    assert {s.status for s in open_and_run(root).steps} == {"cached"}
+
+
+def test_changing_a_project_module_reruns_the_step_that_imports_it(make_sqlite_project) -> None:
+    from helpers import write_files
+
+    root = make_sqlite_project({
+        "pipelines/main.py": """
+            from conveyor import pipeline, step
+            from lib.scale import factor
+
+            @step
+            def base(x: int = 2) -> int:
+                return x
+
+            @step
+            def scaled(x: int) -> int:
+                return x * factor()
+
+            @pipeline
+            def main():
+                scaled(base())
+            """,
+        "lib/__init__.py": "",
+        "lib/scale.py": "def factor():\n    return 10\n",
+    })
+    first = open_and_run(root)
+    assert first.status == "succeeded"
+    write_files(root, {"lib/scale.py": "def factor():\n    return 100\n"})
+    second = open_and_run(root, explain=True)
+    assert second.step("base").status == "cached"
+    assert second.step("scaled").status == "succeeded"
+    assert any("code: 'module:lib/scale.py' changed" in r for r in second.step("scaled").reasons)
+    from conveyor.engine.project import open_project
+
+    with open_project(root, environ={}) as project:
+        assert project.artifacts.load(second.step("scaled").outputs["output"]) == 200

@@ -189,8 +189,13 @@ def import_project_module(root: Path, module_name: str, path: Path) -> Any:
             if same_top:
                 del sys.modules[loaded]
             continue
-        from_other = any(file.startswith(o + os.sep) for o in others)
-        if (from_other or same_top) and not file.startswith(root_s + os.sep):
+        # Project modules are imported afresh, as a new process would: their files may have
+        # changed since the last load, and the cache key is computed from the files.
+        from_project = any(file.startswith(r + os.sep) for r in (*others, root_s))
+        installed = "site-packages" in file or "dist-packages" in file
+        if loaded == "conveyor" or loaded.startswith("conveyor.") or installed:
+            continue
+        if from_project or same_top:
             del sys.modules[loaded]
     _LOADED_ROOTS.add(root_s)
     importlib.invalidate_caches()
