@@ -200,9 +200,13 @@ print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4]))
 
 def phases(root: Path, pipeline: str, floor: float, repeat: int = 5) -> None:
     """Where the wall time of a cached ``conveyor run`` goes, in a fresh process each time."""
-    names = ["import conveyor.cli.main (click)", "import engine (SQLAlchemy, pydantic, ...)",
-             "open_project (read and validate conveyor.yaml)",
-             "open stores (engine, schema check)", f"run_pipeline ({pipeline}, all cached)"]
+    names = [
+        "import conveyor.cli.main (click)",
+        "import engine (SQLAlchemy, pydantic, ...)",
+        "open_project (read and validate conveyor.yaml)",
+        "open stores (engine, schema check)",
+        f"run_pipeline ({pipeline}, all cached)",
+    ]
     runs = []
     for _ in range(repeat):
         proc = sh([PYTHON, "-c", PHASES, pipeline], root)
@@ -217,7 +221,11 @@ def profile(root: Path, work: Path, top: int) -> None:
     """Import time and a cProfile of one cached ``conveyor run cmds`` in a fresh process."""
     proc = subprocess.run(
         [PYTHON, "-X", "importtime", "-m", "conveyor", "run", "cmds"],
-        cwd=root, env=ENV, capture_output=True, text=True, check=True,
+        cwd=root,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     rows = []  # (cumulative us, module), children before parents as importtime prints them
     for line in proc.stderr.splitlines():
@@ -229,16 +237,22 @@ def profile(root: Path, work: Path, top: int) -> None:
     for us, name in rows:
         pkg = name if name.startswith("conveyor") else name.split(".")[0]
         by_package[pkg] = max(by_package.get(pkg, 0), us)
-    print(f"\n--- python -X importtime, cached `conveyor run cmds`: importing "
-          f"conveyor.engine.run took {total / 1e3:.0f} ms (inflated by -X importtime); top "
-          f"{top} packages and conveyor modules by cumulative import ms ---")
+    print(
+        f"\n--- python -X importtime, cached `conveyor run cmds`: importing "
+        f"conveyor.engine.run took {total / 1e3:.0f} ms (inflated by -X importtime); top "
+        f"{top} packages and conveyor modules by cumulative import ms ---"
+    )
     for name, us in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]:
         print(f"{us / 1e3:8.1f}  {name}")
 
     out = work / "run.prof"
     subprocess.run(
         [PYTHON, "-m", "cProfile", "-o", out, "-m", "conveyor", "run", "cmds"],
-        cwd=root, env=ENV, capture_output=True, text=True, check=True,
+        cwd=root,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for pattern, title in ((r"src/conveyor", "in src/conveyor"), ("", "all functions")):
         buf = io.StringIO()
@@ -268,6 +282,7 @@ def main() -> None:
     try:
         print(f"Up-to-date {n}-stage pipeline as a whole process; {rounds} interleaved rounds")
         print(f"DVC {dvc_version} ({dvc}); Conveyor {CONVEYOR}; projects under {work}")
+        print(f"load average {os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)")
         dvc_root, cv_root = work / "dvc", work / "conveyor"
         dvc_project(dvc_root, dvc, n)
         conveyor_project(cv_root, n)
@@ -276,14 +291,17 @@ def main() -> None:
             "dvc repro": ([dvc, "repro"], dvc_root, check_dvc),
             "conveyor run cmds": ([CONVEYOR, "run", "cmds", "--json"], cv_root, check_conveyor(n)),
             "conveyor run chain": (
-                [CONVEYOR, "run", "chain", "--json"], cv_root, check_conveyor(n)),
+                [CONVEYOR, "run", "chain", "--json"],
+                cv_root,
+                check_conveyor(n),
+            ),
             "conveyor --help": ([CONVEYOR, "--help"], None, None),
             "python -c pass": ([PYTHON, "-c", "pass"], None, None),
         }
         samples: dict[str, list[float]] = {name: [] for name in cases}
         names = list(cases)
         for r in range(max(rounds, 10)):
-            order = names[r % len(names):] + names[: r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 if r >= rounds and name not in ("conveyor --help", "python -c pass"):
                     continue  # --help and the floor always get 10 samples
@@ -296,12 +314,16 @@ def main() -> None:
         print("-" * 63)
         for name, values in samples.items():
             ratio = med[name] / med["dvc repro"]
-            print(f"{name:<22}{med[name]:>10.3f}{min(values):>9.3f}{max(values):>9.3f}"
-                  f"{len(values):>4}{ratio:>9.2f}")
+            print(
+                f"{name:<22}{med[name]:>10.3f}{min(values):>9.3f}{max(values):>9.3f}"
+                f"{len(values):>4}{ratio:>9.2f}"
+            )
         floor = med["python -c pass"]
         print()
-        print(f"reference: DVC 3-stage up to date took {DVC_3_STAGE_REFERENCE_S:.2f} s on the "
-              "development machine")
+        print(
+            f"reference: DVC 3-stage up to date took {DVC_3_STAGE_REFERENCE_S:.2f} s on the "
+            "development machine"
+        )
         print(f"interpreter floor (python -c pass): {floor:.3f} s")
         print()
         for name in ("conveyor run cmds", "conveyor run chain"):
@@ -309,9 +331,11 @@ def main() -> None:
             ok = "MET   " if ratio <= RATIO_TARGET else "MISSED"
             print(f"{name}: {med[name]:.3f} s = {ratio:.2f} x dvc repro  {ok} (target <= 0.33 x)")
         ok = "MET   " if med["conveyor --help"] <= HELP_TARGET_S else "MISSED"
-        print(f"conveyor --help: {med['conveyor --help']:.3f} s  {ok} (target <= "
-              f"{HELP_TARGET_S} s)")
+        print(
+            f"conveyor --help: {med['conveyor --help']:.3f} s  {ok} (target <= {HELP_TARGET_S} s)"
+        )
 
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
         if args.profile:
             for pipeline in ("cmds", "chain"):
                 phases(cv_root, pipeline, floor)

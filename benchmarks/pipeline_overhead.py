@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import os
 import pstats
 import shutil
 import statistics
@@ -208,7 +209,10 @@ def main() -> None:
     try:
         bench = Bench(make_template(work / "project", steps))
         print(f"Conveyor in-process engine overhead: {steps}-step pipelines, median of {repeat}")
-        print(f"python {sys.version.split()[0]}, projects under {work}")
+        print(
+            f"python {sys.version.split()[0]}, projects under {work}; "
+            f"load average {os.getloadavg()[0]:.2f} (on {os.cpu_count()} CPUs)"
+        )
         # Warm up: imports, closure hashing caches, environment lock, SQLAlchemy statement cache.
         for name in ("chain", "fanout", "one"):
             project = bench.fresh_project(name)
@@ -223,8 +227,11 @@ def main() -> None:
         header += f"{'marginal':>10}   vs Hamilton {HAMILTON_US:.0f} us/node"
         print(header)
         print("-" * len(header))
-        labels = {"first": "executed, first run", "cached": "cached",
-                  "no_cache": "executed, --no-cache"}
+        labels = {
+            "first": "executed, first run",
+            "cached": "cached",
+            "no_cache": "executed, --no-cache",
+        }
         worst = {"executed": 0.0, "cached": 0.0}
         for name, samples in results.items():
             for situation, values in samples.items():
@@ -233,22 +240,35 @@ def main() -> None:
                 per_step = run_s / steps
                 marginal = (run_s - one_s) / (steps - 1) if steps > 1 else per_step
                 ratio = per_step * 1e6 / HAMILTON_US
-                print(f"{name:<10}{labels[situation]:<22}{ms(run_s)}  {ms(per_step)}  "
-                      f"{ms(marginal)}   {ratio:7.0f}x")
+                print(
+                    f"{name:<10}{labels[situation]:<22}{ms(run_s)}  {ms(per_step)}  "
+                    f"{ms(marginal)}   {ratio:7.0f}x"
+                )
                 kind = "cached" if situation == "cached" else "executed"
                 worst[kind] = max(worst[kind], per_step * 1000)
         print()
-        print("fixed per-run cost (1-step pipeline): " + ", ".join(
-            f"{labels[s]} {statistics.median(v) * 1000:.2f} ms" for s, v in fixed.items()))
+        print(
+            "fixed per-run cost (1-step pipeline): "
+            + ", ".join(
+                f"{labels[s]} {statistics.median(v) * 1000:.2f} ms" for s, v in fixed.items()
+            )
+        )
         print("marginal = (run time - 1-step run time) / (steps - 1): the cost of one more step")
-        print(f"Hamilton reference: ~{HAMILTON_US:.0f} us per node in process, nothing persisted"
-              " (quoted, not measured here)")
+        print(
+            f"Hamilton reference: ~{HAMILTON_US:.0f} us per node in process, nothing persisted"
+            " (quoted, not measured here)"
+        )
         print()
-        print(f"executed step, worst median: {worst['executed']:.2f} ms/step  "
-              f"{verdict(worst['executed'], EXECUTED_TARGET_MS)}")
-        print(f"cached step,   worst median: {worst['cached']:.2f} ms/step  "
-              f"{verdict(worst['cached'], CACHED_TARGET_MS)}")
+        print(
+            f"executed step, worst median: {worst['executed']:.2f} ms/step  "
+            f"{verdict(worst['executed'], EXECUTED_TARGET_MS)}"
+        )
+        print(
+            f"cached step,   worst median: {worst['cached']:.2f} ms/step  "
+            f"{verdict(worst['cached'], CACHED_TARGET_MS)}"
+        )
 
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
         if args.profile:
             profile_run(bench, "chain", cached=True, top=15)
             profile_run(bench, "chain", cached=False, top=15)

@@ -212,6 +212,12 @@ class SkopsEstimator:
         return sio.loads(data, trusted=untrusted)
 
 
+def safe_filename(recorded: Any) -> str:
+    """The base name recorded with a file artifact, never a path that could leave a directory."""
+    name = Path(str(recorded or "data")).name
+    return "data" if name in ("", ".", "..") else name
+
+
 def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.mtime = 0
     info.uid = info.gid = 0
@@ -242,7 +248,7 @@ class DirectoryTar:
         return {"filename": root.name, "files": count, "tree": tree_digest(root)}
 
     def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
-        name = Path(str(meta.get("filename", "data"))).name or "data"
+        name = safe_filename(meta.get("filename"))
         target = ctx.scratch / name
         target.mkdir(parents=True, exist_ok=True)
         with tarfile.open(path) as tar:
@@ -265,7 +271,7 @@ class SingleFile:
     def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
         import shutil
 
-        name = Path(str(meta.get("filename", "data"))).name or "data"
+        name = safe_filename(meta.get("filename"))
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         target = ctx.scratch / name
         shutil.copyfile(path, target)
