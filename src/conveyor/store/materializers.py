@@ -145,7 +145,7 @@ def _renumber_skops(schema: Any, ids: dict[int, int]) -> Any:
         return ids.setdefault(old, len(ids) + 1)
 
     if isinstance(schema, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in schema.items():
             if key == "__id__" and isinstance(value, int):
                 out[key] = new_id(value)
