@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
-from conveyor import pipeline, step
+from conveyor import cmd_step, pipeline, step
 from conveyor.core.params import ParamSources, known_keys, pipeline_params, step_params
 from conveyor.core.pipeline import Pipeline
 from conveyor.errors import ConfigError, DefinitionError, UsageError
@@ -226,3 +226,20 @@ def test_literal_that_is_not_json_is_refused() -> None:
 
     with pytest.raises(DefinitionError, match="param 'extra'.*cannot be recorded"):
         resolve(p)
+
+
+def test_cmd_step_params_are_typed_by_their_defaults() -> None:
+    @pipeline
+    def p() -> None:
+        cmd_step(
+            "train",
+            cmd=["train", "--trees={params.trees}", "--rate={params.rate}"],
+            outs=["model.bin"],
+            params={"trees": 10, "rate": 0.5, "tag": "x", "opts": None},
+        )
+
+    _, per_step = resolve(p, cli={"trees": "20", "train.rate": "1", "tag": "7", "opts": "[1]"})
+    assert per_step["train"] == {"trees": 20, "rate": 1.0, "tag": "7", "opts": [1]}
+    assert type(per_step["train"]["rate"]) is float
+    with pytest.raises(UsageError, match="-p trees: param 'trees' must be int"):
+        resolve(p, cli={"trees": "many"})

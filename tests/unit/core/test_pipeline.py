@@ -75,7 +75,7 @@ def test_tuple_outputs_unpack_and_namedtuple_unpacks() -> None:
     @pipeline
     def p() -> None:
         left, right = halves(load())
-        train, test = split(right)
+        _train, test = split(right)
         fit(left)
         fit(test)
 
@@ -154,6 +154,27 @@ def test_cmd_steps_are_ordered_by_files() -> None:
     assert names(graph) == ["prep", "train"]
     assert graph.upstream["train"] == ("prep",)
     assert graph.get("prep").outs == ("data/clean.csv",)
+
+
+def test_cmd_step_outputs_are_handles_for_python_steps() -> None:
+    @step
+    def summarize(path: str, other: str) -> int:
+        return 0
+
+    @pipeline
+    def p() -> None:
+        one = cmd_step("prep", cmd=["prep"], outs=["data/clean.csv"])
+        _first, second = cmd_step("split", cmd=["split"], outs=["train.csv", "test.csv"])
+        summarize(one, second)
+        cmd_step("notify", cmd=["notify"])
+
+    graph = p.trace({})
+    assert graph.get("summarize").inputs == {
+        "path": OutputRef("prep", "data/clean.csv"),
+        "other": OutputRef("split", "test.csv"),
+    }
+    assert graph.upstream["summarize"] == ("prep", "split")
+    assert graph.get("notify").outs == ()
 
 
 def test_cycle_of_cmd_steps_is_named() -> None:
@@ -244,7 +265,7 @@ def test_truth_of_a_handle_is_explained() -> None:
 def test_unpacking_a_single_output_is_explained() -> None:
     @pipeline
     def p() -> None:
-        a, b = load()
+        _a, _b = load()
 
     with pytest.raises(DefinitionError, match="unpacked 'load.output'"):
         p.trace({})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Tuple
+from typing import Any, NamedTuple, Tuple  # noqa: UP035
 
 import pytest
 

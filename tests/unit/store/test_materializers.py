@@ -9,7 +9,7 @@ import json
 import os
 import stat
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +356,25 @@ def test_file_round_trip(store: ArtifactStore, tmp_path: Path) -> None:
     assert loaded.name == "model.onnx"
     assert loaded.read_bytes() == b"\x08\x01binary"
     assert loaded != src
+
+
+@pytest.mark.parametrize("recorded", ["..", ".", "", "../../escape", "/etc/passwd"])
+def test_recorded_file_names_stay_inside_scratch(
+    store: ArtifactStore, tmp_path: Path, recorded: str
+) -> None:
+    src_file = tmp_path / "one.txt"
+    src_file.write_text("one")
+    src_dir = tmp_path / "many"
+    src_dir.mkdir()
+    (src_dir / "two.txt").write_text("two")
+    for src in (src_file, src_dir):
+        scratch = tmp_path / "deep" / src.name / "scratch"
+        saved = store.save(src)
+        info = replace(saved, meta={**saved.meta, "filename": recorded})
+        loaded = store.load(info, scratch=scratch)
+        assert loaded.parent == scratch
+        assert loaded.name not in ("", ".", "..")
+        assert [p.name for p in scratch.parent.iterdir()] == ["scratch"]
 
 
 def test_load_verifies_the_blob(store: ArtifactStore) -> None:
