@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,11 @@ def safe_load_limited(text: str, path: str) -> Any:
         raise ConfigError(f"{where}: {problem}", hint=hint) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: nesting deeper than {MAX_DEPTH} levels",
+            hint="flatten the file; conveyor.yaml never needs this depth",
+        ) from None
     finally:
         loader.dispose()
 
@@ -187,26 +193,67 @@ def interpolate(value: Any, environ: Mapping[str, str], path: str, keypath: str 
 def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for var, keys in ENV_OVERRIDES.items():
         if environ.get(var):
-            target = data
+            target: Any = data
             for k in keys[:-1]:
-                target = target.setdefault(k, {})
-                if not isinstance(target, dict):
-                    return
-            target[keys[-1]] = environ[var]
+                target = target.setdefault(k, {}) if isinstance(target, dict) else None
+            if isinstance(target, dict):  # else validation reports the malformed section
+                target[keys[-1]] = environ[var]
 
 
-def _format_error(err: Mapping[str, Any], path: str, data: Any) -> ConfigError:
-    loc = [str(p) for p in err.get("loc", ())]
-    keypath = ".".join(loc) or "(top level)"
+_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds, directly or inside list/dict/union."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _format_error(errors: list[Any], path: str, data: Any) -> ConfigError:
+    """One clear message from pydantic's errors: the most specific one, with the key path as
+    written in the file (union branch tags removed) and, for unknown keys, a suggestion."""
+    if not _MODELS:
+        _MODELS.update(
+            {
+                m.__name__: m
+                for m in (ProjectConfig, Stores, Trust, CmdStepConfig, CmdPipelineConfig)
+            }
+        )
+    err = max(errors, key=lambda e: (e.get("type") == "extra_forbidden", len(e.get("loc", ()))))
+    shown: list[str] = []
+    node: Any = data
+    model: type[BaseModel] | None = ProjectConfig
+    loc = list(err.get("loc", ()))
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if (
+            isinstance(part, str)
+            and part in _MODELS
+            and not (isinstance(node, dict) and part in node)
+        ):
+            model = _MODELS[part]  # a union branch tag, not a key of the file
+            continue
+        if isinstance(part, int) and isinstance(node, list):
+            shown[-1:] = [f"{shown[-1]}[{part}]"] if shown else [f"[{part}]"]
+            node = node[part] if part < len(node) else None
+            continue
+        if isinstance(node, dict) and part in node:
+            shown.append(str(part))
+            if not last:
+                field = model.model_fields.get(str(part)) if model else None
+                model = _model_in(field.annotation) if field is not None else None
+                node = node[part]
+        elif last and err.get("type") == "extra_forbidden":
+            shown.append(str(part))
+    keypath = ".".join(shown) or "(top level)"
     if err.get("type") == "extra_forbidden":
-        parent: Any = data
-        model: Any = ProjectConfig
-        for part in loc[:-1]:
-            parent = parent.get(part, {}) if isinstance(parent, dict) else {}
-            field = getattr(model, "model_fields", {}).get(part)
-            model = field.annotation if field is not None else None
-        known = list(getattr(model, "model_fields", {}) or [])
-        suggestion = did_you_mean(loc[-1], known) if known else None
+        known = list(model.model_fields) if model else []
+        suggestion = did_you_mean(str(loc[-1]), known) if known else None
         return ConfigError(
             f"{path}: {keypath}: unknown key",
             hint=suggestion or (f"allowed keys here: {', '.join(known)}" if known else None),
@@ -239,7 +286,7 @@ def parse_config(
     try:
         return ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        raise _format_error(exc.errors()[0], path, data) from None
+        raise _format_error(exc.errors(), path, data) from None
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> ProjectConfig:

@@ -92,7 +92,7 @@ def _dict_diff(
             out.append(f"{part}: '{k}' added" + (f" ({fmt(new[k])})" if show_values else ""))
         elif k not in new:
             out.append(f"{part}: '{k}' removed")
-        elif old[k] != new[k]:
+        elif canonical_json(old[k]) != canonical_json(new[k]):  # as the key sees them
             detail = f" ({fmt(old[k])} -> {fmt(new[k])})" if (show_values or short) else ""
             out.append(f"{part}: '{k}' changed{detail}")
     return out

@@ -93,7 +93,9 @@ class ParamSources:
                 )
         return False, None
 
-    def check_all_used(self, known: set[str], *, include_config: bool) -> None:
+    def check_all_used(
+        self, known: set[str], *, include_config: bool, fixed: Mapping[str, str] | None = None
+    ) -> None:
         """Reject override keys that match nothing. Project params are only checked when the
         project has one pipeline, since they may be meant for another one."""
         origins = [("-p", self.cli)]
@@ -101,6 +103,12 @@ class ParamSources:
             origins.append(("conveyor.yaml params", self.config))
         for origin, keys in origins:
             for key in keys:
+                if key not in self.used and key not in known and fixed and key in fixed:
+                    raise UsageError(
+                        f"{origin}: param '{key}' is set in pipeline code at {fixed[key]} and "
+                        "cannot be overridden",
+                        hint="make it an argument of the @pipeline function to override it",
+                    )
                 if key not in self.used and key not in known:
                     raise ConfigError(
                         f"{origin}: '{key}' is not a param of this pipeline or its steps",
@@ -164,3 +172,13 @@ def known_keys(pipe: Pipeline | None, graph: PipelineGraph) -> set[str]:
                 keys.add(spec.name)
                 keys.add(f"{inv.name}.{spec.name}")
     return keys
+
+
+def fixed_keys(graph: PipelineGraph) -> dict[str, str]:
+    """Step arguments bound to values in pipeline code, with where that happens."""
+    fixed: dict[str, str] = {}
+    for inv in graph.invocations:
+        for name in inv.literals:
+            fixed.setdefault(name, inv.call_site)
+            fixed[f"{inv.name}.{name}"] = inv.call_site
+    return fixed

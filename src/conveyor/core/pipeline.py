@@ -296,8 +296,9 @@ def make_cmd_def(
     )
     # A cmd step's params are typed by their defaults, as a function's are by annotations.
     specs = tuple(
-        ParamSpec(name=k, annotation=type(v) if isinstance(v, (bool, int, float, str)) else Any,
-                  default=v)
+        ParamSpec(
+            name=k, annotation=type(v) if isinstance(v, (bool, int, float, str)) else Any, default=v
+        )
         for k, v in pmap.items()
     )
     import re

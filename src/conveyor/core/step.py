@@ -239,7 +239,7 @@ def output_specs(
                 hint="drop outputs=..., the NamedTuple's fields already name the outputs",
             )
         return "named", specs
-    if typing.get_origin(ret) is tuple:
+    if ret is tuple or typing.get_origin(ret) is tuple:
         args = typing.get_args(ret)
         if not args or (len(args) == 2 and args[1] is Ellipsis):
             raise DefinitionError(

@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import platform
 import sys
+import textwrap
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,9 +98,25 @@ class ClosureHasher:
             return
         seen.add(key)
         try:
-            parts[key] = _sha(inspect.getsource(func))
+            source = inspect.getsource(func)
         except (OSError, TypeError):
-            parts[key] = _sha(func.__code__.co_code)
+            source = None
+        parts[key] = _sha(source if source is not None else func.__code__.co_code)
+        if source is not None and "import" in source:
+            # Imports inside the function body are part of its closure too.
+            try:
+                tree = ast.parse(textwrap.dedent(source))
+            except SyntaxError:
+                tree = None
+            if tree is not None:
+                mod = sys.modules.get(func.__module__)
+                own_file = getattr(mod, "__file__", "") or ""
+                is_pkg = own_file.endswith("__init__.py")
+                package = func.__module__ if is_pkg else func.__module__.rpartition(".")[0]
+                local, ext = self._imports(tree, package, own_file)
+                externals.update(ext)
+                for sub_name, sub_file in local:
+                    self._module_file(sub_name, sub_file, parts, externals)
         g = func.__globals__
         for name in dict.fromkeys(_code_names(func.__code__)):
             if name not in g:
@@ -138,6 +155,12 @@ class ClosureHasher:
                     parts[f"{mod_name}.{value.__qualname__}"] = _sha(inspect.getsource(value))
                 except (OSError, TypeError):
                     parts[f"{mod_name}.{value.__qualname__}"] = "unavailable"
+                for member in vars(value).values():
+                    # What the class's methods use belongs to the closure as well.
+                    target = getattr(member, "__func__", None) or getattr(member, "fget", None)
+                    target = target or member
+                    if inspect.isfunction(target) and target.__module__ == home:
+                        self._function(target, parts, externals, seen)
             else:
                 self._module_file(mod_name, file, parts, externals)  # type: ignore[arg-type]
             return
@@ -156,20 +179,35 @@ class ClosureHasher:
         externals.update(ext)
         for sub_name, sub_file in local:
             self._module_file(sub_name, sub_file, parts, externals)
+        if Path(file).name == "__init__.py":
+            # `import pkg` then `pkg.sub.f()`: the loaded submodules are reachable from pkg.
+            for name, mod in list(sys.modules.items()):
+                sub_file = getattr(mod, "__file__", None)
+                if name.startswith(mod_name + ".") and self.is_local(sub_file):
+                    self._module_file(name, sub_file, parts, externals)  # type: ignore[arg-type]
 
     def _analyse(self, mod_name: str, file: str) -> tuple[str, tuple[Any, ...], tuple[str, ...]]:
         cached = self._modules.get(file)
         if cached is not None:
             return cached
         source = Path(file).read_bytes()
-        local: list[tuple[str, str]] = []
-        ext: set[str] = set()
         is_pkg = Path(file).name == "__init__.py"
         package = mod_name if is_pkg else mod_name.rpartition(".")[0]
         try:
             tree = ast.parse(source)
         except SyntaxError:
             tree = ast.Module(body=[], type_ignores=[])
+        local, ext = self._imports(tree, package, file)
+        result = (_sha(source), tuple(dict.fromkeys(local)), tuple(sorted(ext)))
+        self._modules[file] = result
+        return result
+
+    def _imports(
+        self, tree: ast.AST, package: str, own_file: str
+    ) -> tuple[list[tuple[str, str]], set[str]]:
+        """(project-local modules, external top-level packages) imported anywhere in ``tree``."""
+        local: list[tuple[str, str]] = []
+        ext: set[str] = set()
         for node in ast.walk(tree):
             names: list[str] = []
             if isinstance(node, ast.Import):
@@ -186,15 +224,13 @@ class ClosureHasher:
                     continue
                 sub_file = _module_origin(name)
                 if sub_file and self.is_local(sub_file):
-                    if sub_file != file:
+                    if sub_file != own_file:
                         local.append((name, sub_file))
                 elif sub_file is not None or name == names[0]:
                     top = name.split(".")[0]
                     if top and top not in sys.stdlib_module_names:
                         ext.add(top)
-        result = (_sha(source), tuple(dict.fromkeys(local)), tuple(sorted(ext)))
-        self._modules[file] = result
-        return result
+        return local, ext
 
 
 def _module_origin(name: str) -> str | None:

@@ -19,7 +19,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from conveyor.core.fingerprint import CacheKeyParts, canonical_json, explain_change, sha256_text
-from conveyor.core.params import ParamSources, known_keys, pipeline_params, step_params
+from conveyor.core.params import (
+    ParamSources,
+    fixed_keys,
+    known_keys,
+    pipeline_params,
+    step_params,
+)
 from conveyor.core.pipeline import Invocation, Pipeline, PipelineGraph
 from conveyor.core.records import ArtifactInfo, RunStatus, StepStatus
 from conveyor.engine import lease
@@ -107,6 +113,7 @@ def plan_run(project: Project, options: RunOptions) -> Plan:
     sources.check_all_used(
         known_keys(pipe if isinstance(pipe, Pipeline) else None, graph),
         include_config=len(project.config.pipelines) == 1,
+        fixed=fixed_keys(graph),
     )
     return Plan(pipeline=pipe, graph=graph, params=values, step_params=sparams)
 

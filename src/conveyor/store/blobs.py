@@ -98,10 +98,13 @@ class BlobStore:
             if move:
                 path.unlink()
             return digest, size
-        if os.path.exists(target) and os.path.getsize(target) == size:
-            if move:
-                path.unlink()
-            return digest, size
+        if os.path.exists(target):
+            if os.path.getsize(target) == size and file_digest(Path(target)) == digest:
+                if move:
+                    path.unlink()
+                return digest, size
+            self.quarantine(digest)  # a damaged copy: replace it with the good bytes
+
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if move:
             os.replace(path, target)

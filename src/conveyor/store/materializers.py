@@ -19,7 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from conveyor.errors import DefinitionError, TrustError
 
-SAFE_SKOPS_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# Types skops does not trust by default but every scikit-learn model needs: the estimators'
+# own classes (trees, predictors) and numpy's dtype. Functions and other modules stay untrusted.
+SAFE_SKOPS_PREFIXES = ("sklearn.",)
+SAFE_SKOPS_TYPES = ("numpy.dtype",)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,6 +122,22 @@ class NumpyArray:
 JSON_TYPES: tuple[type, ...] = (dict, list, str, int, float, bool, type(None))
 
 
+def _check_json_keys(value: Any, where: str) -> None:
+    """JSON turns every key into a string; refuse values that would not come back equal."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DefinitionError(
+                    f"{where} has a key {key!r} of type {type(key).__name__}; JSON artifacts "
+                    "need string keys, or the value would load back changed",
+                    hint="convert the keys with str(), or return a DataFrame",
+                )
+            _check_json_keys(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_json_keys(item, f"{where}[{i}]")
+
+
 class JsonValue:
     name = "json"
 
@@ -126,6 +145,7 @@ class JsonValue:
         return kind in JSON_TYPES or getattr(kind, "__origin__", None) in (dict, list)
 
     def save(self, value: Any, dest: Path, ctx: MaterializeContext) -> dict[str, Any]:
+        _check_json_keys(value, "value")
         try:
             text = json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1)
         except TypeError as exc:
@@ -160,6 +180,23 @@ def _renumber_skops(schema: Any, ids: dict[int, int]) -> Any:
     return schema
 
 
+def _zero_padding(npy: bytes) -> bytes:
+    """Rewrite a structured array whose dtype has padding (scikit-learn's tree nodes do) with
+    zeroed padding bytes, which are otherwise uninitialised memory."""
+    import numpy as np
+
+    arr = np.load(io.BytesIO(npy), allow_pickle=False)
+    dt = arr.dtype
+    if dt.names is None or dt.itemsize == sum(dt.fields[n][0].itemsize for n in dt.names):
+        return npy
+    clean = np.zeros(arr.shape, dtype=dt)
+    for field_name in dt.names:
+        clean[field_name] = arr[field_name]
+    out = io.BytesIO()
+    np.save(out, clean, allow_pickle=False)
+    return out.getvalue()
+
+
 def normalized_skops(data: bytes) -> bytes:
     src = zipfile.ZipFile(io.BytesIO(data))
     ids: dict[int, int] = {}
@@ -170,7 +207,8 @@ def normalized_skops(data: bytes) -> bytes:
         for info in src.infolist():
             stem = info.filename.removesuffix(".npy")
             if info.filename.endswith(".npy") and stem.isdigit():
-                entries[f"{ids.setdefault(int(stem), len(ids) + 1)}.npy"] = src.read(info)
+                name = f"{ids.setdefault(int(stem), len(ids) + 1)}.npy"
+                entries[name] = _zero_padding(src.read(info))
             elif info.filename != "schema.json":
                 entries[info.filename] = src.read(info)
         for name in sorted(entries):
@@ -201,7 +239,9 @@ class SkopsEstimator:
         refused = [
             t
             for t in untrusted
-            if not t.startswith(SAFE_SKOPS_PREFIXES) and t not in ctx.skops_types
+            if not (t.startswith(SAFE_SKOPS_PREFIXES) and t.rpartition(".")[2][:1].isupper())
+            and t not in SAFE_SKOPS_TYPES
+            and t not in ctx.skops_types
         ]
         if refused:
             raise TrustError(

@@ -147,11 +147,6 @@ def test_typing_tuple_without_arguments_is_of_unknown_length() -> None:
     assert "unknown length" in definition_error(split).message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="step.py output_specs: typing.get_origin(tuple) is None, so a bare '-> tuple' "
-    "becomes one output instead of being refused like '-> Tuple' and '-> tuple[X, ...]'",
-)
 def test_bare_tuple_is_of_unknown_length() -> None:
     def split(data: list[int]) -> tuple:  # type: ignore[type-arg]
         return (data,)

@@ -214,11 +214,6 @@ def extra(project: Project) -> Project:
     return project
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="closure.py ClosureHasher._reference hashes only the source of a class of the "
-    "step's module, not the module functions its methods call, so editing them keeps the key",
-)
 def test_helper_called_by_a_class_method_is_in_the_closure(extra: Project) -> None:
     before = extra.code("uses_class", "extra")
     write_files(
@@ -228,11 +223,6 @@ def test_helper_called_by_a_class_method_is_in_the_closure(extra: Project) -> No
     assert extra.code("uses_class", "extra") != before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="closure.py ClosureHasher._function only follows names found in the step's "
-    "module globals, so a project module imported inside the step body is not in the closure",
-)
 def test_local_module_imported_inside_the_step_is_in_the_closure(extra: Project) -> None:
     before = extra.code("imports_inside", "extra")
     extra.write(factor=5)

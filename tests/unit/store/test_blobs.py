@@ -121,12 +121,6 @@ def test_truncated_blob_is_replaced_by_a_new_put(blobs: BlobStore) -> None:
     assert blobs.get_bytes(digest) == b"full content"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="blobs.py BlobStore.put_file skips the write when a blob of the same size exists "
-    "under the key, without verifying it, so a same-size corrupt blob is kept and the next "
-    "read raises IntegrityError",
-)
 def test_put_repairs_a_corrupt_blob_of_the_same_size(blobs: BlobStore) -> None:
     digest, _ = blobs.put_bytes(b"precious model bytes")
     path = blobs.local_path(digest)

@@ -174,11 +174,6 @@ def test_json_value_with_non_json_content_is_refused(store: ArtifactStore) -> No
         store.save({"when": {1, 2}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="materializers.py JsonValue.save: json.dumps turns int keys into strings, so "
-    "{1: 'a'} silently loads back as {'1': 'a'} instead of round-tripping or being refused",
-)
 def test_json_dict_with_int_keys_round_trips_or_is_refused(store: ArtifactStore) -> None:
     value = {0: "negative", 1: "positive"}
     try:
@@ -217,12 +212,6 @@ def test_equally_fitted_models_give_the_same_digest(
     assert store.save(other).digest != store.save(first).digest
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="materializers.py normalized_skops copies .npy entries byte for byte; sklearn's "
-    "tree node arrays are a structured dtype with 7 uninitialised padding bytes per node, "
-    "so an equal tree (here a deepcopy) can give different bytes and digest",
-)
 def test_equal_tree_models_give_the_same_digest(
     store: ArtifactStore, xy: tuple[np.ndarray, np.ndarray]
 ) -> None:
@@ -263,11 +252,6 @@ def test_function_transformer_with_project_function_needs_trust(
     np.testing.assert_array_equal(loaded.transform(np.ones((2, 2))), np.full((2, 2), 2.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="materializers.py SAFE_SKOPS_PREFIXES trusts every name under 'builtins.', "
-    "'numpy.', 'scipy.', so a model holding builtins.eval (or numpy.load) loads untrusted",
-)
 @pytest.mark.parametrize("func", [eval, np.load], ids=["builtins.eval", "numpy.load"])
 def test_dangerous_functions_inside_a_model_need_trust(store: ArtifactStore, func: Any) -> None:
     info = store.save(FunctionTransformer(func=func))
