@@ -170,15 +170,17 @@ def database(root: Path) -> Iterator[sa.Engine]:
         yield project.engine
 
 
-def query(root: Path, sql: str, **params: Any) -> list[sa.Row[Any]]:
+def query(root: Path, sql: str | sa.Executable, **params: Any) -> list[sa.Row[Any]]:
+    """Rows of one query: SQL text with ``:name`` params, or a Core statement (typed rows)."""
+    statement = sa.text(sql) if isinstance(sql, str) else sql
     with database(root) as engine, engine.connect() as conn:
-        return list(conn.execute(sa.text(sql), params))
+        return list(conn.execute(statement, params))
 
 
-def execute(root: Path, sql: str, **params: Any) -> int:
+def execute(root: Path, statement: sa.Executable) -> int:
     """Run one write statement in its own transaction; returns the affected row count."""
     with database(root) as engine, engine.begin() as conn:
-        return conn.execute(sa.text(sql), params).rowcount
+        return int(conn.execute(statement).rowcount)
 
 
 # -- the artifact store ----------------------------------------------------------------------

@@ -10,22 +10,32 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
+import textwrap
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
+from helpers import conveyor, open_and_run, write_files
 from integration.faults_support import (
+    SIGNALS_SNIPPET,
     BlobAudit,
     KillPoint,
     StoreWatch,
     artifacts_dir,
     background,
     cli_json,
+    execute,
+    object_path,
     query,
+    release,
     run_json,
+    sha256_of,
+    started_flag,
     step_statuses,
     strike,
+    wait_until,
 )
 
 # -- 1. SIGKILL at random moments ------------------------------------------------------------
@@ -140,3 +150,263 @@ def test_sigkill_at_random_moments_never_corrupts_the_stores(make_sqlite_project
         assert mid_write >= 3, f"only {mid_write} kills landed inside the big write"
     finally:
         shutil.rmtree(artifacts_dir(root), ignore_errors=True)  # gigabytes of test data
+
+
+# -- 2. two identical runs at the same moment ------------------------------------------------
+RACE_PIPELINE = """
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from conveyor import log_metrics, pipeline, step
+
+MEETING = Path(__file__).resolve().parents[1] / "meeting"
+
+
+@step
+def meet(n: int = 20_000) -> pd.DataFrame:
+    # Both runs wait here for each other, so both execute every step side by side.
+    MEETING.mkdir(exist_ok=True)
+    (MEETING / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(MEETING.iterdir())) < 2:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the other run never arrived")
+        time.sleep(0.01)
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 5, n)})
+
+
+@step(outputs=("train", "test"))
+def split(df: pd.DataFrame, frac: float = 0.8) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cut = int(len(df) * frac)
+    return df.iloc[:cut], df.iloc[cut:]
+
+
+@step
+def fit(train: pd.DataFrame) -> np.ndarray:
+    return train.groupby("g")["x"].mean().to_numpy()
+
+
+@step
+def score(model: np.ndarray, test: pd.DataFrame) -> dict:
+    err = float(((test["x"] - model[test["g"].to_numpy()]) ** 2).mean())
+    log_metrics({"mse": err})
+    return {"mse": err}
+
+
+@pipeline
+def main(frac: float = 0.8):
+    train, test = split(meet(), frac=frac)
+    score(fit(train), test)
+"""
+
+RACE_STEPS = {"meet", "split", "fit", "score"}
+
+
+def _duplicates(root: Path, table: str, columns: str) -> list[tuple]:
+    sql = f"SELECT {columns}, COUNT(*) FROM {table} GROUP BY {columns} HAVING COUNT(*) > 1"
+    return [tuple(r) for r in query(root, sql)]
+
+
+def test_two_identical_runs_started_together_both_succeed_without_duplicates(
+    make_project,
+) -> None:
+    """Two `conveyor run` on a fresh project race to create the schema, to write the same
+    blobs and the same artifact rows; both succeed and the metadata has no duplicates."""
+    root = make_project({"pipelines/main.py": RACE_PIPELINE})
+    with background(root, "run", "--json") as one, background(root, "run", "--json") as two:
+        results = [one.wait(), two.wait()]
+    for done in results:
+        assert done.returncode == 0, done.describe()
+
+    runs = cli_json(root, "runs", "list")
+    assert sorted(r["status"] for r in runs) == ["succeeded", "succeeded"], runs
+    assert len({r["id"] for r in runs}) == 2
+    assert _duplicates(root, "artifacts", "digest") == []
+    assert _duplicates(root, "step_runs", "run_id, name") == []
+    assert _duplicates(root, "params", "run_id, scope, key") == []
+    assert _duplicates(root, "metrics", "run_id, step, key") == []
+    assert len(query(root, "SELECT version_num FROM alembic_version")) == 1
+    for run in runs:
+        steps = query(root, "SELECT name FROM step_runs WHERE run_id = :r", r=run["id"])
+        assert sorted(s.name for s in steps) == sorted(RACE_STEPS)
+        params = query(root, "SELECT scope, key FROM params WHERE run_id = :r", r=run["id"])
+        assert sorted(tuple(p) for p in params) == [
+            ("", "frac"),
+            ("meet", "n"),
+            ("split", "frac"),
+        ]
+    # Both runs computed ``meet`` themselves, at the same time, and stored the same bytes.
+    meets = query(root, "SELECT status FROM step_runs WHERE name = 'meet'")
+    assert [m.status for m in meets] == ["succeeded", "succeeded"]
+
+    stored = BlobAudit(root).digests()
+    referenced = query(
+        root, "SELECT digest FROM step_outputs UNION SELECT digest FROM step_inputs"
+    )
+    assert {r.digest for r in referenced} <= stored
+    rows = {r.digest for r in query(root, "SELECT digest FROM artifacts")}
+    assert {r.digest for r in referenced} <= rows
+
+
+# -- 3. leases -------------------------------------------------------------------------------
+SLEEPY_PIPELINE = (
+    SIGNALS_SNIPPET
+    + """
+from conveyor import pipeline, step
+
+
+@step
+def load(n: int = 50) -> list:
+    return list(range(n))
+
+
+@step
+def clean(values: list) -> list:
+    return [v for v in values if v % 7]
+
+
+@step
+def nap(values: list) -> int:
+    wait_for_release("nap")
+    return sum(values)
+
+
+@step
+def report(total: int) -> dict:
+    return {"total": total}
+
+
+@pipeline
+def main():
+    report(nap(clean(load())))
+"""
+)
+
+
+def _the_run(root: Path) -> tuple[str, str]:
+    """(id, status) of the only run, straight from the database (no command reaps it)."""
+    (row,) = query(root, "SELECT id, status FROM runs")
+    return row.id, row.status
+
+
+def _shown(root: Path, run_id: str) -> tuple[dict, dict[str, dict]]:
+    """``conveyor runs show RUN --json`` as (run, {step: step record})."""
+    run = cli_json(root, "runs", "show", run_id)
+    return run, {s["name"]: s for s in run["steps"]}
+
+
+def _start_and_park(proc_root: Path, proc) -> str:
+    """Wait until the run sits in step ``nap``; return its id."""
+    wait_until(started_flag(proc_root, "nap").exists, "step nap started", proc)
+    run_id, status = _the_run(proc_root)
+    assert status == "running"
+    return run_id
+
+
+def test_sigkilled_run_is_reported_failed_by_the_next_command(make_project) -> None:
+    """A run whose process died is marked failed (not left running) by the next command
+    that looks, with an error saying it stopped without finishing; its finished steps are
+    reused by the next run."""
+    root = make_project({"pipelines/main.py": SLEEPY_PIPELINE})
+    with background(root, "run") as proc:
+        run_id = _start_and_park(root, proc)
+        assert proc.kill().returncode == -signal.SIGKILL
+    assert _the_run(root) == (run_id, "running")  # nothing has looked at it yet
+
+    run, steps = _shown(root, run_id)
+    assert run["status"] == "failed"
+    assert "the run stopped without finishing: its process is gone" in run["error"]
+    assert steps["load"]["status"] == steps["clean"]["status"] == "succeeded"
+    assert steps["nap"]["status"] == "failed"
+    assert "interrupted" in steps["nap"]["error"]
+    assert "report" not in steps
+    human = conveyor("runs", "show", run_id, cwd=root, check=True).stdout
+    assert "stopped without finishing" in human
+
+    release(root, "nap")
+    done, again = run_json(root)
+    assert done.returncode == 0, done.describe()
+    assert step_statuses(again) == {
+        "load": "cached",
+        "clean": "cached",
+        "nap": "succeeded",
+        "report": "succeeded",
+    }
+
+
+def _set_lease(root: Path, run_id: str, owner: str, beat: datetime) -> None:
+    import sqlalchemy as sa
+
+    from conveyor.store import tables
+
+    stmt = sa.update(tables.runs).where(tables.runs.c.id == run_id)
+    assert execute(root, stmt.values(lease_owner=owner, heartbeat_at=beat)) == 1
+
+
+def test_run_of_another_host_is_reaped_only_once_its_heartbeat_is_stale(make_project) -> None:
+    """A run owned by a process on another machine cannot be checked by pid: it stays
+    running while its heartbeat is fresh and is reaped as failed once the heartbeat is
+    older than the lease allows."""
+    root = make_project({"pipelines/main.py": SLEEPY_PIPELINE})
+    with background(root, "run") as proc:
+        run_id = _start_and_park(root, proc)
+        proc.kill()
+    elsewhere = "build-agent-7.example:4242:0badc0de"  # host:pid:token of a remote owner
+
+    _set_lease(root, run_id, elsewhere, datetime.now(UTC))
+    run, steps = _shown(root, run_id)
+    assert run["status"] == "running", run
+    assert steps["nap"]["status"] == "running"
+
+    _set_lease(root, run_id, elsewhere, datetime.now(UTC) - timedelta(hours=1))
+    (listed,) = [r for r in cli_json(root, "runs", "list") if r["id"] == run_id]
+    assert listed["status"] == "failed"
+    assert "the run stopped without finishing: no heartbeat since" in listed["error"]
+    _, steps = _shown(root, run_id)
+    assert steps["nap"]["status"] == "failed"
+
+
+def _lease_renewed_for(root: Path, run_id: str) -> float:
+    """Seconds between the run's start and its latest heartbeat."""
+    import sqlalchemy as sa
+
+    from conveyor.store import tables
+
+    runs = tables.runs
+    (row,) = query(root, sa.select(runs.c.started_at, runs.c.heartbeat_at).where(runs.c.id == run_id))
+    return float((row.heartbeat_at - row.started_at).total_seconds())
+
+
+def test_live_run_is_not_reaped_by_a_concurrent_command(make_project) -> None:
+    """While a step runs for longer than the lease TTL, the heartbeat keeps the run alive:
+    `conveyor runs list` / `runs show` from another process report it running, and the
+    run then finishes as succeeded."""
+    beat = 0.25
+    root = make_project(
+        {"pipelines/main.py": SLEEPY_PIPELINE},
+        config=textwrap.dedent(f"""
+            name: test
+            pipelines:
+              main: pipelines/main.py:main
+            heartbeat_seconds: {beat}
+        """),
+    )
+    ttl = 6 * beat
+    with background(root, "run") as proc:
+        run_id = _start_and_park(root, proc)
+        # Past this point only the heartbeat keeps the lease fresh.
+        wait_until(lambda: _lease_renewed_for(root, run_id) > 2 * ttl, "lease renewed", proc)
+        (listed,) = [r for r in cli_json(root, "runs", "list") if r["id"] == run_id]
+        assert listed["status"] == "running", listed
+        run, steps = _shown(root, run_id)
+        assert run["status"] == "running" and steps["nap"]["status"] == "running"
+        assert proc.running()
+        release(root, "nap")
+        done = proc.wait()
+    assert done.returncode == 0, done.describe()
+    run, _ = _shown(root, run_id)
+    assert run["status"] == "succeeded" and run["error"] is None

@@ -157,3 +157,41 @@ def test_changing_a_project_module_reruns_the_step_that_imports_it(make_sqlite_p
 
     with open_project(root, environ={}) as project:
         assert project.artifacts.load(second.step("scaled").outputs["output"]) == 200
+
+
+def _named_project(factory, step_name: str, with_init: bool):
+    files = {
+        "pipelines/main.py": f"""
+            from conveyor import pipeline, step
+
+            @step
+            def {step_name}(x: int = 1) -> int:
+                return x
+
+            @pipeline
+            def main():
+                {step_name}()
+            """
+    }
+    if with_init:
+        files["pipelines/__init__.py"] = ""
+    return factory(files)
+
+
+def test_two_projects_in_one_process_each_run_their_own_code(make_sqlite_project) -> None:
+    a = _named_project(make_sqlite_project, "hello", with_init=True)
+    b = _named_project(make_sqlite_project, "bye", with_init=False)
+    assert [s.name for s in open_and_run(a).steps] == ["hello"]
+    assert [s.name for s in open_and_run(b).steps] == ["bye"]
+    assert [s.name for s in open_and_run(a).steps] == ["hello"]
+
+
+def test_a_shadowing_package_is_refused_not_run(make_sqlite_project) -> None:
+    from helpers import conveyor
+
+    a = _named_project(make_sqlite_project, "hello", with_init=True)
+    b = _named_project(make_sqlite_project, "bye", with_init=False)
+    proc = conveyor("run", cwd=b, env={"PYTHONPATH": str(a)})
+    assert proc.returncode == 2
+    assert "shadows the project's" in proc.stderr
+    assert "hello" not in proc.stderr

@@ -176,10 +176,10 @@ def import_project_module(root: Path, module_name: str, path: Path) -> Any:
     projects can be loaded in one process (as tests do).
     """
     root_s = str(root.resolve())
-    if sys.path[:1] != [root_s]:
-        if root_s in sys.path:
-            sys.path.remove(root_s)
-        sys.path.insert(0, root_s)
+    # Only this project's root may provide project modules: drop roots of projects loaded
+    # before, so their packages cannot shadow this one's.
+    sys.path[:] = [p for p in sys.path if p != root_s and p not in _LOADED_ROOTS]
+    sys.path.insert(0, root_s)
     top = module_name.split(".")[0]
     others = [r for r in _LOADED_ROOTS if r != root_s]
     for loaded, mod in list(sys.modules.items()):
@@ -200,7 +200,7 @@ def import_project_module(root: Path, module_name: str, path: Path) -> Any:
     _LOADED_ROOTS.add(root_s)
     importlib.invalidate_caches()
     try:
-        return importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
     except DefinitionError:
         raise
     except Exception as exc:  # noqa: BLE001 - any error in user code at import time
@@ -210,6 +210,14 @@ def import_project_module(root: Path, module_name: str, path: Path) -> Any:
         raise DefinitionError(
             f"importing {path} failed:\n{tb.rstrip()}", hint="fix the error in the pipeline module"
         ) from None
+    found = getattr(module, "__file__", None)
+    if found is None or Path(found).resolve() != path.resolve():
+        raise DefinitionError(
+            f"'{module_name}' was imported from {found or 'a namespace package'}, not from {path}",
+            hint=f"another package named '{top}' shadows the project's; rename the project's "
+            f"directory, or add an __init__.py to it",
+        )
+    return module
 
 
 def open_project(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Project:

@@ -1,1 +1,0 @@
-"""The project's pipelines, as named in conveyor.yaml."""
