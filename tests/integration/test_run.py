@@ -107,8 +107,10 @@ def test_workers_run_independent_steps_in_other_processes(make_sqlite_project) -
     assert outcome.status == "succeeded", [s.error for s in outcome.steps]
     assert [s.name for s in outcome.steps] == ["source", "square", "square_2", "square_3", "total"]
     with open_project(root, environ={}) as project:
-        results = [project.artifacts.load(outcome.step(n).outputs["output"])
-                   for n in ("square", "square_2", "square_3")]
+        results = [
+            project.artifacts.load(outcome.step(n).outputs["output"])
+            for n in ("square", "square_2", "square_3")
+        ]
         assert project.artifacts.load(outcome.step("total").outputs["output"]) == 3 * 5 + 6
         from conveyor.store import queries
 
@@ -126,8 +128,9 @@ def test_workers_run_independent_steps_in_other_processes(make_sqlite_project) -
 def test_changing_a_project_module_reruns_the_step_that_imports_it(make_sqlite_project) -> None:
     from helpers import write_files
 
-    root = make_sqlite_project({
-        "pipelines/main.py": """
+    root = make_sqlite_project(
+        {
+            "pipelines/main.py": """
             from conveyor import pipeline, step
             from lib.scale import factor
 
@@ -143,9 +146,10 @@ def test_changing_a_project_module_reruns_the_step_that_imports_it(make_sqlite_p
             def main():
                 scaled(base())
             """,
-        "lib/__init__.py": "",
-        "lib/scale.py": "def factor():\n    return 10\n",
-    })
+            "lib/__init__.py": "",
+            "lib/scale.py": "def factor():\n    return 10\n",
+        }
+    )
     first = open_and_run(root)
     assert first.status == "succeeded"
     write_files(root, {"lib/scale.py": "def factor():\n    return 100\n"})
