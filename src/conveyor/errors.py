@@ -62,6 +62,10 @@ class RunFailedError(ConveyorError):
     exit_code = EXIT_FAILED
 
 
+class LeaseLostError(RunFailedError):
+    """Another process declared our run dead (no heartbeat); we must not write its results."""
+
+
 class IntegrityError(ConveyorError):
     """Stored bytes do not match their digest."""
 

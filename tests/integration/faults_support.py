@@ -7,6 +7,7 @@ command running in its own process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -69,7 +70,10 @@ class Finished:
 
 
 class Background:
-    """``conveyor ARGS`` in its own process; output goes to files, so it never blocks on a pipe."""
+    """``conveyor ARGS`` in its own process group, as a shell starts a foreground job.
+
+    Output goes to files, so the process never blocks on a full pipe.
+    """
 
     def __init__(self, root: Path, *args: str) -> None:
         logs = root.parent / f"{root.name}-logs"
@@ -84,6 +88,7 @@ class Background:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
+                start_new_session=True,
             )
 
     @property
@@ -94,14 +99,24 @@ class Background:
         return self.popen.poll() is None
 
     def send(self, sig: signal.Signals) -> None:
+        """Signal the conveyor process alone."""
         self.popen.send_signal(sig)
+
+    def ctrl_c(self) -> None:
+        """What Ctrl-C in a terminal does: SIGINT to every process of the job."""
+        os.killpg(self.popen.pid, signal.SIGINT)
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever is left of the job (worker processes included)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
 
     def wait(self, timeout: float = PATIENCE_S) -> Finished:
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+            self.kill_group()
             raise AssertionError(
                 f"conveyor did not finish in {timeout} s\n{self.output()}"
             ) from None
@@ -123,9 +138,7 @@ def background(root: Path, *args: str) -> Iterator[Background]:
     try:
         yield proc
     finally:
-        if proc.running():
-            proc.popen.kill()
-            proc.popen.wait()
+        proc.kill_group()
 
 
 def wait_until(predicate: Callable[[], bool], what: str, proc: Background | None = None) -> None:
@@ -248,9 +261,11 @@ class StoreWatch:
         yield from self.tmp.glob("*.partial")
 
     def _big_objects(self) -> Iterator[Path]:
+        # Any object of more than 1% of the big artifact: an object that appeared in pieces
+        # is caught while it is still incomplete.
         for path in self.objects.glob("*/*"):
             try:
-                if path.stat().st_size >= self.big_size * 0.9:
+                if path.stat().st_size >= self.big_size // 100:
                     yield path
             except FileNotFoundError:
                 continue
@@ -279,7 +294,8 @@ class KillPoint:
     ``after``: ``value`` times the length of a full run after the process started.
     ``staged``: once the big artifact's staging file holds ``value`` times its final size
     (at 1.0 it is fully written and being hashed or renamed).
-    ``stored``: ``value`` seconds after the big artifact appeared under ``objects/``.
+    ``stored``: ``value`` seconds after the big artifact appeared under ``objects/`` (at 0.0
+    as soon as it is seen: the moment between writing a blob and recording it).
     """
 
     kind: str

@@ -33,7 +33,7 @@ from conveyor.engine.closure import ClosureHasher, environment_lock
 from conveyor.engine.execute import StepTask, TaskResult, run_task
 from conveyor.engine.gitinfo import git_state
 from conveyor.engine.project import CmdPipeline, Project
-from conveyor.errors import EXIT_CANCELLED, ConveyorError, DefinitionError
+from conveyor.errors import EXIT_CANCELLED, ConveyorError, DefinitionError, LeaseLostError
 from conveyor.store.blobs import file_digest, path_digest
 
 
@@ -183,18 +183,29 @@ class RunExecution:
                     for inv in self.plan.graph.invocations:
                         self._visit(inv, None)
         except KeyboardInterrupt:
-            self.store.finish_run(self.run_id, RunStatus.CANCELLED, "cancelled by the user")
+            self.store.finish_run(
+                self.run_id, RunStatus.CANCELLED, "cancelled by the user", owner=self.owner
+            )
             raise Cancelled(
                 f"run {self.run_id} cancelled",
                 hint="completed steps are cached; run again to resume",
             ) from None
         except BaseException as exc:
-            self.store.finish_run(self.run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            if not isinstance(exc, LeaseLostError):
+                self.store.finish_run(
+                    self.run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}", owner=self.owner
+                )
             raise
         failed = [n for n, s in self.status.items() if s == StepStatus.FAILED]
         final = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
         error = f"step {', '.join(failed)} failed" if failed else None
-        self.store.finish_run(self.run_id, final, error)
+        if not self.store.finish_run(self.run_id, final, error, owner=self.owner):
+            raise LeaseLostError(
+                f"run {self.run_id} lost its lease before it finished; its results are discarded",
+                hint="check that the machine is not overloaded or suspended, or raise "
+                "heartbeat_seconds in conveyor.yaml",
+            )
+
         order = [inv.name for inv in self.plan.graph.invocations]
         return RunOutcome(
             run_id=self.run_id,
@@ -240,6 +251,7 @@ class RunExecution:
         position = self.positions[inv.name]
         if blocked:
             self.store.record_step(
+                owner=self.owner,
                 run_id=self.run_id,
                 name=inv.name,
                 position=position,
@@ -264,6 +276,7 @@ class RunExecution:
         if self.options.explain:
             reasons = self._reasons(inv, parts, use_cache)
         step_id = self.store.start_step(
+            owner=self.owner,
             run_id=self.run_id,
             name=inv.name,
             position=position,
@@ -311,6 +324,7 @@ class RunExecution:
         if inv.step.is_cmd:
             self._restore_outs(outputs)
         self.store.record_step(
+            owner=self.owner,
             run_id=self.run_id,
             name=inv.name,
             position=position,
@@ -338,6 +352,8 @@ class RunExecution:
         if result.error is not None:
             self.store.finish_step(
                 step_id,
+                run_id=self.run_id,
+                owner=self.owner,
                 status=StepStatus.FAILED,
                 duration_s=result.duration_s,
                 error=result.error,
@@ -355,11 +371,12 @@ class RunExecution:
             return
         self.store.finish_step(
             step_id,
+            run_id=self.run_id,
+            owner=self.owner,
             status=StepStatus.SUCCEEDED,
             duration_s=result.duration_s,
             outputs=result.outputs,
             logs_digest=logs_digest,
-            run_id=self.run_id,
             step_name=inv.name,
             metrics=result.metrics,
         )

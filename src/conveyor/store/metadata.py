@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.checks import CheckResult
 from conveyor.core.records import ArtifactInfo, RunStatus, StepStatus
+from conveyor.errors import LeaseLostError
 from conveyor.store import tables as t
 
 
@@ -103,13 +104,42 @@ class MetadataStore:
             )
             return bool(res.rowcount)
 
-    def finish_run(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
+    def _claim(self, conn: sa.Connection, run_id: str, owner: str) -> None:
+        """Inside a write transaction: the run must still be running under our lease.
+
+        The row is locked (on PostgreSQL) so the reaper cannot fail the run half-way through
+        our write; SQLite's BEGIN IMMEDIATE already serializes writers.
+        """
+        row = conn.execute(
+            sa.select(t.runs.c.status, t.runs.c.lease_owner, t.runs.c.error)
+            .where(t.runs.c.id == run_id)
+            .with_for_update()
+        ).first()
+        if row is None or row.status != RunStatus.RUNNING or row.lease_owner != owner:
+            why = f" ({row.error})" if row is not None and row.error else ""
+            raise LeaseLostError(
+                f"run {run_id} lost its lease: another process marked it "
+                f"{row.status if row else 'deleted'}{why}; its results are discarded",
+                hint="check that the machine running it is not overloaded or suspended, or "
+                "raise heartbeat_seconds in conveyor.yaml",
+            )
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, error: str | None = None, *, owner: str
+    ) -> bool:
+        """End a run we own; False (and nothing written) when it is no longer ours."""
         with self.engine.begin() as conn:
-            conn.execute(
+            res = conn.execute(
                 t.runs.update()
-                .where(t.runs.c.id == run_id)
+                .where(
+                    t.runs.c.id == run_id,
+                    t.runs.c.lease_owner == owner,
+                    t.runs.c.status == RunStatus.RUNNING,
+                )
                 .values(status=status, ended_at=now(), error=error)
             )
+            if not res.rowcount:
+                return False
             if status != RunStatus.SUCCEEDED:
                 conn.execute(
                     t.step_runs.update()
@@ -123,6 +153,7 @@ class MetadataStore:
                         ended_at=now(),
                     )
                 )
+            return True
 
     def reap_dead_runs(self, *, host: str, alive: Any, ttl_s: float) -> list[str]:
         """Mark failed every running run whose owner is gone: no heartbeat within ``ttl_s``,
@@ -186,8 +217,10 @@ class MetadataStore:
         cache_key: str | None,
         key_parts: Mapping[str, Any] | None,
         inputs: Mapping[str, ArtifactInfo],
+        owner: str,
     ) -> int:
         with self.engine.begin() as conn:
+            self._claim(conn, run_id, owner)
             step_id = self._insert_step(
                 conn,
                 run_id=run_id,
@@ -205,19 +238,21 @@ class MetadataStore:
         self,
         step_id: int,
         *,
+        run_id: str,
+        owner: str,
         status: StepStatus,
         duration_s: float | None,
         outputs: Mapping[str, ArtifactInfo] | None = None,
         error: str | None = None,
         logs_digest: str | None = None,
-        run_id: str | None = None,
         step_name: str | None = None,
         metrics: Mapping[str, float] | None = None,
     ) -> None:
         with self.engine.begin() as conn:
+            self._claim(conn, run_id, owner)
             if outputs:
                 self._edges(conn, t.step_outputs, step_id, outputs)
-            if metrics and run_id and step_name:
+            if metrics and step_name:
                 conn.execute(
                     t.metrics.insert(),
                     [
@@ -251,10 +286,12 @@ class MetadataStore:
         cached_from: int | None = None,
         error: str | None = None,
         metrics: Mapping[str, float] | None = None,
+        owner: str,
     ) -> int:
         """One finished step run in one transaction (cached or skipped steps)."""
         stamp = now()
         with self.engine.begin() as conn:
+            self._claim(conn, run_id, owner)
             step_id = self._insert_step(
                 conn,
                 run_id=run_id,
