@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 PART_NAMES = ("code", "params", "inputs", "files", "env", "salt")
@@ -38,10 +38,17 @@ class CacheKeyParts:
     salt: str | None = None
 
     def key(self) -> str:
-        return sha256_text(canonical_json(asdict(self)))
+        return sha256_text(canonical_json(self.to_json()))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "code": self.code,
+            "params": self.params,
+            "inputs": self.inputs,
+            "files": self.files,
+            "env": self.env,
+            "salt": self.salt,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CacheKeyParts:

@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata as md
 import importlib.util
 import inspect
+import os
 import platform
 import sys
 import textwrap
@@ -62,7 +63,6 @@ class ClosureHasher:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self._modules: dict[str, tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
         self._steps: dict[int, tuple[dict[str, str], frozenset[str]]] = {}
 
     def is_local(self, file: str | None) -> bool:
@@ -97,10 +97,7 @@ class ClosureHasher:
         if key in seen:
             return
         seen.add(key)
-        try:
-            source = inspect.getsource(func)
-        except (OSError, TypeError):
-            source = None
+        source = _function_source(func)
         parts[key] = _sha(source if source is not None else func.__code__.co_code)
         if source is not None and "import" in source:
             # Imports inside the function body are part of its closure too.
@@ -187,7 +184,9 @@ class ClosureHasher:
                     self._module_file(name, sub_file, parts, externals)  # type: ignore[arg-type]
 
     def _analyse(self, mod_name: str, file: str) -> tuple[str, tuple[Any, ...], tuple[str, ...]]:
-        cached = self._modules.get(file)
+        st = os.stat(file)
+        stamp = (file, st.st_mtime_ns, st.st_size)
+        cached = _MODULES.get(stamp)
         if cached is not None:
             return cached
         source = Path(file).read_bytes()
@@ -199,7 +198,7 @@ class ClosureHasher:
             tree = ast.Module(body=[], type_ignores=[])
         local, ext = self._imports(tree, package, file)
         result = (_sha(source), tuple(dict.fromkeys(local)), tuple(sorted(ext)))
-        self._modules[file] = result
+        _MODULES[stamp] = result
         return result
 
     def _imports(
@@ -231,6 +230,28 @@ class ClosureHasher:
                     if top and top not in sys.stdlib_module_names:
                         ext.add(top)
         return local, ext
+
+
+_MODULES: dict[tuple[str, int, int], tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]] = {}
+
+# Source text of functions, keyed by where they are and the state of their file: a project
+# re-imported for the next run reuses it as long as the file did not change.
+_SOURCES: dict[tuple[str, int, str, int, int], str | None] = {}
+
+
+def _function_source(func: Any) -> str | None:
+    code = func.__code__
+    try:
+        st = os.stat(code.co_filename)
+    except OSError:
+        return None
+    key = (code.co_filename, code.co_firstlineno, func.__qualname__, st.st_mtime_ns, st.st_size)
+    if key not in _SOURCES:
+        try:
+            _SOURCES[key] = inspect.getsource(func)
+        except (OSError, TypeError):
+            _SOURCES[key] = None
+    return _SOURCES[key]
 
 
 def _module_origin(name: str) -> str | None:

@@ -15,8 +15,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from conveyor.core.records import ArtifactInfo
 from conveyor.core.step import Step
 from conveyor.errors import ConveyorError
 from conveyor.store.artifacts import ArtifactStore
-from conveyor.store.blobs import BlobStore, scratch_dir
+from conveyor.store.blobs import BlobStore
 from conveyor.store.materializers import MaterializeContext
 
 
@@ -102,7 +104,8 @@ def run_task(
     """Execute ``task``; never raises for a failure of the step itself."""
     store = store or artifact_store_for(task)
     sink = io.StringIO()
-    scratch = scratch_dir(f"conveyor-{task.name}-")
+    # Created only by loaders that need a directory (files, directories); most steps never do.
+    scratch = Path(tempfile.gettempdir()) / f"conveyor-{task.name}-{uuid.uuid4().hex}"
     ctx = context.StepContext(step=task.name, run_id=task.run_id)
     token = context.enter(ctx)
     started = time.perf_counter()
@@ -134,7 +137,8 @@ def run_task(
     finally:
         root_logger.removeHandler(handler)
         context.leave(token)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_python(

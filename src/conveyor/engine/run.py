@@ -35,6 +35,7 @@ from conveyor.engine.gitinfo import git_state
 from conveyor.engine.project import CmdPipeline, Project
 from conveyor.errors import EXIT_CANCELLED, ConveyorError, DefinitionError, LeaseLostError
 from conveyor.store.blobs import file_digest, path_digest
+from conveyor.store.metadata import StepRecord
 
 
 class Cancelled(ConveyorError):
@@ -135,12 +136,13 @@ class RunExecution:
         self.outcomes: dict[str, StepOutcome] = {}
         self.positions = {inv.name: i for i, inv in enumerate(plan.graph.invocations)}
         self.workers = max(1, options.workers or project.config.workers)
+        self.pending: list[StepRecord] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         cfg = self.project.config
         lease.reap(self.store, ttl_s=cfg.heartbeat_seconds * 6)
-        self.artifacts.blobs.clean_staging()
+        self.artifacts.blobs.clean_staging(alive=lease.pid_alive)
         git = git_state(self.project.root)
         diff_digest = self.artifacts.blobs.put_bytes(git.diff)[0] if git.dirty else None
         self.store.create_run(
@@ -182,7 +184,9 @@ class RunExecution:
                 else:
                     for inv in self.plan.graph.invocations:
                         self._visit(inv, None)
+                self._flush()
         except KeyboardInterrupt:
+            self._flush_quietly()
             self.store.finish_run(
                 self.run_id, RunStatus.CANCELLED, "cancelled by the user", owner=self.owner
             )
@@ -192,6 +196,7 @@ class RunExecution:
             ) from None
         except BaseException as exc:
             if not isinstance(exc, LeaseLostError):
+                self._flush_quietly()
                 self.store.finish_run(
                     self.run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}", owner=self.owner
                 )
@@ -250,13 +255,13 @@ class RunExecution:
         ]
         position = self.positions[inv.name]
         if blocked:
-            self.store.record_step(
-                owner=self.owner,
-                run_id=self.run_id,
-                name=inv.name,
-                position=position,
-                status=StepStatus.SKIPPED,
-                error=f"upstream step {blocked[0]} did not succeed",
+            self.pending.append(
+                StepRecord(
+                    name=inv.name,
+                    position=position,
+                    status=StepStatus.SKIPPED,
+                    error=f"upstream step {blocked[0]} did not succeed",
+                )
             )
             self._outcome(
                 StepOutcome(
@@ -275,6 +280,7 @@ class RunExecution:
         reasons: tuple[str, ...] = ()
         if self.options.explain:
             reasons = self._reasons(inv, parts, use_cache)
+        self._flush()
         step_id = self.store.start_step(
             owner=self.owner,
             run_id=self.run_id,
@@ -323,18 +329,18 @@ class RunExecution:
                 return False
         if inv.step.is_cmd:
             self._restore_outs(outputs)
-        self.store.record_step(
-            owner=self.owner,
-            run_id=self.run_id,
-            name=inv.name,
-            position=position,
-            status=StepStatus.CACHED,
-            cache_key=key,
-            key_parts=parts.to_json(),
-            inputs=inputs,
-            outputs=outputs,
-            cached_from=source_id,
-            metrics=metrics,
+        self.pending.append(
+            StepRecord(
+                name=inv.name,
+                position=position,
+                status=StepStatus.CACHED,
+                cache_key=key,
+                key_parts=parts.to_json(),
+                inputs=inputs,
+                outputs=outputs,
+                cached_from=source_id,
+                metrics=metrics,
+            )
         )
         self.outputs[inv.name] = outputs
         self._outcome(StepOutcome(name=inv.name, status=StepStatus.CACHED, outputs=outputs))
@@ -390,6 +396,19 @@ class RunExecution:
                 reasons=reasons,
             )
         )
+
+    def _flush(self) -> None:
+        """Write the cached and skipped steps recorded since the last write, in one go."""
+        if self.pending:
+            records, self.pending = self.pending, []
+            self.store.record_steps(run_id=self.run_id, owner=self.owner, records=records)
+
+    def _flush_quietly(self) -> None:
+        # On the way out of a failed run: keep what can be kept, never mask the first error.
+        try:
+            self._flush()
+        except ConveyorError:
+            self.pending = []
 
     def _outcome(self, outcome: StepOutcome) -> None:
         self.status[outcome.name] = outcome.status

@@ -12,9 +12,10 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
+import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,14 @@ class BlobStore:
         self.remote = "://" in url and not url.startswith("file://")
         self.cache_dir = cache_dir
         self._fs: Any = None
+        self._dirs: set[str] = set()  # object directories known to exist
         if self.remote:
             self.root = url.rstrip("/")
+            self.staging = cache_dir / "tmp"
         else:
             self.root = str(Path(url.removeprefix("file://")).resolve())
-            Path(self.root, "tmp").mkdir(parents=True, exist_ok=True)
+            self.staging = Path(self.root, "tmp")
+        self._staging_ready = False
 
     # -- layout ----------------------------------------------------------------------------
     def key(self, digest: str) -> str:
@@ -80,11 +84,16 @@ class BlobStore:
             self._fs, _ = fsspec.core.url_to_fs(self.url)
         return self._fs
 
-    def staging_path(self, suffix: str = "") -> Path:
-        """A fresh temporary file path on the same filesystem as the blobs when local."""
-        base = Path(self.root, "tmp") if not self.remote else self.cache_dir / "tmp"
-        base.mkdir(parents=True, exist_ok=True)
-        return base / f"{uuid.uuid4().hex}{suffix}.partial"
+    def staging_path(self) -> Path:
+        """A fresh temporary file path, on the same filesystem as the blobs when local.
+
+        The name carries this host and process, so that the files of a writer that was killed
+        can be recognised and removed (see :meth:`clean_staging`).
+        """
+        if not self._staging_ready:
+            self.staging.mkdir(parents=True, exist_ok=True)
+            self._staging_ready = True
+        return self.staging / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.partial"
 
     # -- writing ---------------------------------------------------------------------------
     def put_file(self, path: Path, *, move: bool = False) -> tuple[str, int]:
@@ -105,7 +114,10 @@ class BlobStore:
                 return digest, size
             self.quarantine(digest)  # a damaged copy: replace it with the good bytes
 
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        parent = os.path.dirname(target)
+        if parent not in self._dirs:
+            os.makedirs(parent, exist_ok=True)
+            self._dirs.add(parent)
         if move:
             os.replace(path, target)
         else:
@@ -185,14 +197,24 @@ class BlobStore:
         with contextlib.suppress(FileNotFoundError):
             os.replace(target, dest)
 
-    def clean_staging(self, older_than_s: float = 3600) -> int:
-        """Remove temporary files left by killed writers; returns how many were removed."""
-        base = Path(self.root, "tmp") if not self.remote else self.cache_dir / "tmp"
+    def clean_staging(
+        self, alive: Callable[[int], bool] | None = None, older_than_s: float = 6 * 3600
+    ) -> int:
+        """Remove temporary files left by killed writers: those of a process of this host that
+        ``alive(pid)`` says is gone, and any older than ``older_than_s``. Returns the count."""
         removed = 0
         cutoff = time.time() - older_than_s
-        for p in base.glob("*.partial"):
+        for p in self.staging.glob("*.partial"):
+            host, _, rest = p.name.partition("-")
+            pid_text = rest.partition("-")[0]
+            dead = (
+                alive is not None
+                and host == _HOST
+                and pid_text.isdigit()
+                and not alive(int(pid_text))
+            )
             with contextlib.suppress(FileNotFoundError):
-                if p.stat().st_mtime < cutoff:
+                if dead or p.stat().st_mtime < cutoff:
                     if p.is_dir():
                         shutil.rmtree(p, ignore_errors=True)
                     else:
@@ -201,5 +223,4 @@ class BlobStore:
         return removed
 
 
-def scratch_dir(prefix: str = "conveyor-") -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix))
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]

@@ -63,9 +63,11 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    # BEGIN IMMEDIATE takes the write lock up front, so two processes never deadlock on a
-    # read lock upgrade (which SQLite reports at once as "database is locked").
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers (engines with conveyor_write=True) take the write lock up front with BEGIN
+    # IMMEDIATE, so two processes never deadlock upgrading a read lock (which SQLite reports
+    # at once as "database is locked"). Reads run in autocommit mode and never block.
+    if conn.get_execution_options().get("conveyor_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def current_revision(engine: sa.Engine) -> tuple[str | None, bool]:
@@ -126,7 +128,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str]
     from alembic import command
 
     before, _ = current_revision(engine)
-    with engine.begin() as conn:
+    with engine.execution_options(conveyor_write=True).begin() as conn:
         command.upgrade(_alembic_config(conn), revision)
     after, _ = current_revision(engine)
     return before, after or ""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.checks import CheckResult
 from conveyor.core.records import ArtifactInfo, RunStatus, StepStatus
@@ -25,17 +26,39 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRecord:
+    """A step run to write: cached and skipped steps are written in batches."""
+
+    name: str
+    position: int
+    status: StepStatus
+    cache_key: str | None = None
+    key_parts: Mapping[str, Any] | None = None
+    inputs: Mapping[str, ArtifactInfo] = field(default_factory=dict)
+    outputs: Mapping[str, ArtifactInfo] = field(default_factory=dict)
+    cached_from: int | None = None
+    error: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
 class MetadataStore:
     """Runs, step runs and artifacts in the metadata database (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Writes go through this engine: on SQLite it opens BEGIN IMMEDIATE (see store/db.py).
+        self.writer = engine.execution_options(conveyor_write=True)
 
     def _insert_ignore(self, table: sa.Table) -> Any:
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
             return postgresql.insert(table).on_conflict_do_nothing()
         if self.dialect == "sqlite":
+            from sqlalchemy.dialects import sqlite
+
             return sqlite.insert(table).on_conflict_do_nothing()
         return table.insert().prefix_with("IGNORE")
 
@@ -55,7 +78,7 @@ class MetadataStore:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         stamp = now()
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             conn.execute(
                 t.runs.insert().values(
                     id=run_id,
@@ -92,7 +115,7 @@ class MetadataStore:
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         """Renew the lease; False when the run is no longer ours (it was reaped)."""
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             res = conn.execute(
                 t.runs.update()
                 .where(
@@ -110,11 +133,7 @@ class MetadataStore:
         The row is locked (on PostgreSQL) so the reaper cannot fail the run half-way through
         our write; SQLite's BEGIN IMMEDIATE already serializes writers.
         """
-        row = conn.execute(
-            sa.select(t.runs.c.status, t.runs.c.lease_owner, t.runs.c.error)
-            .where(t.runs.c.id == run_id)
-            .with_for_update()
-        ).first()
+        row = conn.execute(self._stmts["claim"], {"run_id": run_id}).first()
         if row is None or row.status != RunStatus.RUNNING or row.lease_owner != owner:
             why = f" ({row.error})" if row is not None and row.error else ""
             raise LeaseLostError(
@@ -128,7 +147,7 @@ class MetadataStore:
         self, run_id: str, status: RunStatus, error: str | None = None, *, owner: str
     ) -> bool:
         """End a run we own; False (and nothing written) when it is no longer ours."""
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             res = conn.execute(
                 t.runs.update()
                 .where(
@@ -179,7 +198,7 @@ class MetadataStore:
                 if dead
                 else f"no heartbeat since {as_utc(beat):%Y-%m-%d %H:%M:%S} UTC"
             )
-            with self.engine.begin() as conn:
+            with self.writer.begin() as conn:
                 res = conn.execute(
                     t.runs.update()
                     .where(
@@ -208,6 +227,43 @@ class MetadataStore:
         return reaped
 
     # -- step runs -------------------------------------------------------------------------
+    # Statements on the hot path are built once; only parameters change per step.
+    @functools.cached_property
+    def _stmts(self) -> dict[str, Any]:
+        sr, so = t.step_runs, t.step_outputs
+        key: Any = sa.bindparam("key")
+        latest = (
+            sa.select(sr.c.id)
+            .where(sr.c.cache_key == key, sr.c.status == StepStatus.SUCCEEDED)
+            .order_by(sr.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        return {
+            "insert_step": sr.insert().returning(sr.c.id, sort_by_parameter_order=True),
+            "insert_artifacts": self._insert_ignore(t.artifacts),
+            "insert_inputs": t.step_inputs.insert(),
+            "insert_outputs": so.insert(),
+            "insert_metrics": t.metrics.insert(),
+            "claim": sa.select(t.runs.c.status, t.runs.c.lease_owner, t.runs.c.error)
+            .where(t.runs.c.id == sa.bindparam("run_id"))
+            .with_for_update(),
+            "finish_step": sr.update().where(sr.c.id == sa.bindparam("step_id")),
+            "cached": sa.select(
+                sr.c.id, sr.c.run_id, sr.c.name, so.c.name.label("output"), t.artifacts
+            )
+            .select_from(
+                sr.outerjoin(so, so.c.step_run_id == sr.c.id).outerjoin(
+                    t.artifacts, t.artifacts.c.digest == so.c.digest
+                )
+            )
+            .where(sr.c.id == latest),
+            "metrics": sa.select(t.metrics.c.key, t.metrics.c.value).where(
+                t.metrics.c.run_id == sa.bindparam("run_id"),
+                t.metrics.c.step == sa.bindparam("step"),
+            ),
+        }
+
     def start_step(
         self,
         *,
@@ -219,20 +275,15 @@ class MetadataStore:
         inputs: Mapping[str, ArtifactInfo],
         owner: str,
     ) -> int:
-        with self.engine.begin() as conn:
-            self._claim(conn, run_id, owner)
-            step_id = self._insert_step(
-                conn,
-                run_id=run_id,
-                name=name,
-                position=position,
-                status=StepStatus.RUNNING,
-                cache_key=cache_key,
-                key_parts=key_parts,
-                started_at=now(),
-            )
-            self._edges(conn, t.step_inputs, step_id, inputs)
-            return step_id
+        record = StepRecord(
+            name=name,
+            position=position,
+            status=StepStatus.RUNNING,
+            cache_key=cache_key,
+            key_parts=key_parts,
+            inputs=dict(inputs),
+        )
+        return self.record_steps(run_id=run_id, owner=owner, records=[record], finished=False)[0]
 
     def finish_step(
         self,
@@ -248,91 +299,87 @@ class MetadataStore:
         step_name: str | None = None,
         metrics: Mapping[str, float] | None = None,
     ) -> None:
-        with self.engine.begin() as conn:
+        st = self._stmts
+        with self.writer.begin() as conn:
             self._claim(conn, run_id, owner)
             if outputs:
-                self._edges(conn, t.step_outputs, step_id, outputs)
+                self._edges(conn, "insert_outputs", [(step_id, outputs)])
             if metrics and step_name:
                 conn.execute(
-                    t.metrics.insert(),
+                    st["insert_metrics"],
                     [
                         {"run_id": run_id, "step": step_name, "key": k, "value": float(v)}
                         for k, v in metrics.items()
                     ],
                 )
             conn.execute(
-                t.step_runs.update()
-                .where(t.step_runs.c.id == step_id)
-                .values(
-                    status=status,
-                    ended_at=now(),
-                    duration_s=duration_s,
-                    error=error,
-                    logs_digest=logs_digest,
-                )
+                st["finish_step"],
+                {
+                    "step_id": step_id,
+                    "status": status,
+                    "ended_at": now(),
+                    "duration_s": duration_s,
+                    "error": error,
+                    "logs_digest": logs_digest,
+                },
             )
 
-    def record_step(
-        self,
-        *,
-        run_id: str,
-        name: str,
-        position: int,
-        status: StepStatus,
-        cache_key: str | None = None,
-        key_parts: Mapping[str, Any] | None = None,
-        inputs: Mapping[str, ArtifactInfo] | None = None,
-        outputs: Mapping[str, ArtifactInfo] | None = None,
-        cached_from: int | None = None,
-        error: str | None = None,
-        metrics: Mapping[str, float] | None = None,
-        owner: str,
-    ) -> int:
-        """One finished step run in one transaction (cached or skipped steps)."""
+    def record_step(self, *, run_id: str, owner: str, **fields: Any) -> int:
+        """One finished step run (cached or skipped) in one transaction."""
+        return self.record_steps(run_id=run_id, owner=owner, records=[StepRecord(**fields)])[0]
+
+    def record_steps(
+        self, *, run_id: str, owner: str, records: list[StepRecord], finished: bool = True
+    ) -> list[int]:
+        """Several step runs with their edges and metrics in one transaction."""
+        if not records:
+            return []
+        st = self._stmts
         stamp = now()
-        with self.engine.begin() as conn:
+        rows = [
+            {
+                "run_id": run_id,
+                "name": r.name,
+                "position": r.position,
+                "status": r.status,
+                "cache_key": r.cache_key,
+                "key_parts": r.key_parts,
+                "started_at": stamp,
+                "ended_at": stamp if finished else None,
+                "duration_s": 0.0 if finished else None,
+                "cached_from": r.cached_from,
+                "error": r.error,
+                "logs_digest": None,
+            }
+            for r in records
+        ]
+        with self.writer.begin() as conn:
             self._claim(conn, run_id, owner)
-            step_id = self._insert_step(
-                conn,
-                run_id=run_id,
-                name=name,
-                position=position,
-                status=status,
-                cache_key=cache_key,
-                key_parts=key_parts,
-                started_at=stamp,
-                ended_at=stamp,
-                duration_s=0.0,
-                cached_from=cached_from,
-                error=error,
+            ids = [int(i) for i in conn.execute(st["insert_step"], rows).scalars()]
+            self._edges(
+                conn, "insert_inputs", [(i, r.inputs) for i, r in zip(ids, records, strict=True)]
             )
-            if inputs:
-                self._edges(conn, t.step_inputs, step_id, inputs)
-            if outputs:
-                self._edges(conn, t.step_outputs, step_id, outputs)
-            if metrics:
-                conn.execute(
-                    t.metrics.insert(),
-                    [
-                        {"run_id": run_id, "step": name, "key": k, "value": float(v)}
-                        for k, v in metrics.items()
-                    ],
-                )
-            return step_id
-
-    @staticmethod
-    def _insert_step(conn: sa.Connection, **values: Any) -> int:
-        res = conn.execute(t.step_runs.insert().values(**values).returning(t.step_runs.c.id))
-        return int(res.scalar_one())
+            self._edges(
+                conn, "insert_outputs", [(i, r.outputs) for i, r in zip(ids, records, strict=True)]
+            )
+            metric_rows = [
+                {"run_id": run_id, "step": r.name, "key": k, "value": float(v)}
+                for r in records
+                for k, v in r.metrics.items()
+            ]
+            if metric_rows:
+                conn.execute(st["insert_metrics"], metric_rows)
+        return ids
 
     def _edges(
-        self, conn: sa.Connection, table: sa.Table, step_id: int, items: Mapping[str, ArtifactInfo]
+        self, conn: sa.Connection, stmt: str, items: list[tuple[int, Mapping[str, ArtifactInfo]]]
     ) -> None:
-        if not items:
+        artifacts = {a.digest: a for _, edges in items for a in edges.values()}
+        if not artifacts:
             return
         stamp = now()
         conn.execute(
-            self._insert_ignore(t.artifacts),
+            self._stmts["insert_artifacts"],
             [
                 {
                     "digest": a.digest,
@@ -342,14 +389,15 @@ class MetadataStore:
                     "meta": a.meta,
                     "created_at": stamp,
                 }
-                for a in items.values()
+                for a in artifacts.values()
             ],
         )
         conn.execute(
-            table.insert(),
+            self._stmts[stmt],
             [
                 {"step_run_id": step_id, "name": name, "digest": a.digest}
-                for name, a in items.items()
+                for step_id, edges in items
+                for name, a in edges.items()
             ],
         )
 
@@ -358,37 +406,25 @@ class MetadataStore:
         self, cache_key: str
     ) -> tuple[int, dict[str, ArtifactInfo], dict[str, float]] | None:
         """The newest successful step run with this key, its outputs and metrics."""
-        sr = t.step_runs
+        st = self._stmts
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(sr.c.id, sr.c.run_id, sr.c.name, sr.c.cached_from)
-                .where(sr.c.cache_key == cache_key, sr.c.status == StepStatus.SUCCEEDED)
-                .order_by(sr.c.id.desc())
-                .limit(1)
-            ).first()
-            if row is None:
+            rows = conn.execute(st["cached"], {"key": cache_key}).all()
+            if not rows:
                 return None
-            outs = conn.execute(
-                sa.select(t.step_outputs.c.name, t.artifacts)
-                .join(t.artifacts, t.artifacts.c.digest == t.step_outputs.c.digest)
-                .where(t.step_outputs.c.step_run_id == row.id)
-            ).all()
-            mets = conn.execute(
-                sa.select(t.metrics.c.key, t.metrics.c.value).where(
-                    t.metrics.c.run_id == row.run_id, t.metrics.c.step == row.name
-                )
-            ).all()
+            first = rows[0]
+            mets = conn.execute(st["metrics"], {"run_id": first.run_id, "step": first.name}).all()
         outputs = {
-            o.name: ArtifactInfo(
-                digest=o.digest,
-                materializer=o.materializer,
-                type_name=o.type_name,
-                size=o.size,
-                meta=o.meta or {},
+            r.output: ArtifactInfo(
+                digest=r.digest,
+                materializer=r.materializer,
+                type_name=r.type_name,
+                size=r.size,
+                meta=r.meta or {},
             )
-            for o in outs
+            for r in rows
+            if r.output is not None
         }
-        return row.id, outputs, {m.key: m.value for m in mets}
+        return first.id, outputs, {m.key: m.value for m in mets}
 
     def previous_key_parts(
         self, pipeline: str, step: str, before_run: str
@@ -412,12 +448,12 @@ class MetadataStore:
 
     # -- params, tags, checks --------------------------------------------------------------
     def set_tag(self, run_id: str, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             conn.execute(t.tags.delete().where(t.tags.c.run_id == run_id, t.tags.c.key == key))
             conn.execute(t.tags.insert().values(run_id=run_id, key=key, value=value))
 
     def record_check(self, run_id: str | None, step: str | None, result: CheckResult) -> None:
-        with self.engine.begin() as conn:
+        with self.writer.begin() as conn:
             conn.execute(
                 t.check_results.insert().values(
                     run_id=run_id,

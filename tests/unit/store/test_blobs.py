@@ -144,6 +144,7 @@ def test_non_digest_keys_are_refused(blobs: BlobStore, bad: str) -> None:
 
 def test_clean_staging_removes_only_old_partial_files(blobs: BlobStore, tmp_path: Path) -> None:
     staging = tmp_path / "store" / "tmp"
+    staging.mkdir(parents=True, exist_ok=True)
     old = staging / "dead-writer.partial"
     old.write_bytes(b"half")
     old_dir = staging / "dead-dir.partial"
@@ -162,6 +163,23 @@ def test_clean_staging_removes_only_old_partial_files(blobs: BlobStore, tmp_path
     assert not old_dir.exists()
     assert fresh.exists()
     assert unrelated.exists()
+
+
+def test_clean_staging_removes_files_of_dead_writers_of_this_host_at_once(
+    blobs: BlobStore,
+) -> None:
+    mine = blobs.staging_path()
+    mine.write_bytes(b"being written")
+    host, pid, _ = mine.name.split("-", 2)
+    dead = blobs.staging / f"{host}-999999999-{'0' * 32}.partial"
+    dead.write_bytes(b"abandoned")
+    other_host = blobs.staging / f"ffffffff-999999999-{'1' * 32}.partial"
+    other_host.write_bytes(b"maybe alive elsewhere")
+
+    removed = blobs.clean_staging(alive=lambda p: p == int(pid))
+    assert removed == 1
+    assert not dead.exists()
+    assert mine.exists() and other_host.exists()
 
 
 def test_directory_digest_depends_on_content_not_mtime(tmp_path: Path) -> None:
