@@ -8,12 +8,12 @@ and the next run reuses everything that succeeded.
 
 from __future__ import annotations
 
+import os
 import platform
-import secrets
 import shutil
 import sys
 from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -93,7 +93,7 @@ class RunOutcome:
 
 
 def new_run_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.urandom(3).hex()}"
 
 
 @dataclass(slots=True)
@@ -222,6 +222,7 @@ class RunExecution:
     # -- scheduling ------------------------------------------------------------------------
     def _schedule_parallel(self) -> None:
         import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         pending = list(self.plan.graph.invocations)
         running: dict[Future[TaskResult], tuple[Invocation, int, CacheKeyParts, tuple[str, ...]]]
