@@ -146,6 +146,8 @@ class BlobStore:
         target = self.key(digest)
         if self.remote:
             local = self.cache_dir / "objects" / digest[:2] / digest[2:]
+            if local.exists() and file_digest(local) != digest:
+                local.unlink()  # a damaged local copy: fetch the object again
             if not local.exists():
                 local.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self.staging_path()
@@ -161,16 +163,25 @@ class BlobStore:
                     raise IntegrityError(f"artifact {digest[:12]} in {self.url} is corrupt")
                 os.replace(tmp, local)
             return local
-        path = Path(target)
+        path = self.unverified_path(digest)
+        self.check(path, digest)
+        return path
+
+    def unverified_path(self, digest: str) -> Path:
+        """The local file of a blob of a local store, before verification (see :meth:`check`)."""
+        path = Path(self.key(digest))
         if not path.exists():
             raise NotFoundError(f"artifact {digest[:12]} is missing from {self.root}")
-        if file_digest(path) != digest:
+        return path
+
+    def check(self, path: Path, digest: str, actual: str | None = None) -> None:
+        """Raise IntegrityError, after quarantining the blob, when ``path`` is not ``digest``."""
+        if (actual or file_digest(path)) != digest:
             self.quarantine(digest)
             raise IntegrityError(
                 f"artifact {digest[:12]} in {self.root} does not match its digest; "
                 "it was moved to quarantine/"
             )
-        return path
 
     def get_bytes(self, digest: str) -> bytes:
         return self.local_path(digest).read_bytes()
