@@ -114,16 +114,21 @@ class BlobStore:
                 return digest, size
             self.quarantine(digest)  # a damaged copy: replace it with the good bytes
 
+        source = path
+        if not move:
+            source = self.staging_path()
+            shutil.copyfile(path, source)
         parent = os.path.dirname(target)
         if parent not in self._dirs:
             os.makedirs(parent, exist_ok=True)
             self._dirs.add(parent)
-        if move:
-            os.replace(path, target)
-        else:
-            tmp = self.staging_path()
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            if not source.exists():
+                raise
+            os.makedirs(parent, exist_ok=True)  # the directory was removed since we made it
+            os.replace(source, target)
         return digest, size
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
