@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import sys
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from conveyor.core.fingerprint import CacheKeyParts, canonical_json, explain_change, sha256_text
+from conveyor.core.fingerprint import CacheKeyParts, canonical_json, explain_change
 from conveyor.core.params import (
     ParamSources,
     fixed_keys,
@@ -29,12 +28,13 @@ from conveyor.core.params import (
 from conveyor.core.pipeline import Invocation, Pipeline, PipelineGraph
 from conveyor.core.records import ArtifactInfo, RunStatus, StepStatus
 from conveyor.engine import lease
-from conveyor.engine.closure import ClosureHasher, environment_lock
+from conveyor.engine.closure import ClosureHasher
 from conveyor.engine.execute import StepTask, TaskResult, run_task
 from conveyor.engine.gitinfo import git_state
+from conveyor.engine.keys import step_key_parts
 from conveyor.engine.project import CmdPipeline, Project
+from conveyor.engine.workspace import restore_outs
 from conveyor.errors import EXIT_CANCELLED, ConveyorError, DefinitionError, LeaseLostError
-from conveyor.store.blobs import file_digest, path_digest
 from conveyor.store.metadata import StepRecord
 
 
@@ -355,46 +355,30 @@ class RunExecution:
         reasons: tuple[str, ...],
         result: TaskResult,
     ) -> None:
-        logs_digest = self.artifacts.save_text(result.logs) if result.logs else None
-        if result.error is not None:
-            self.store.finish_step(
-                step_id,
-                run_id=self.run_id,
-                owner=self.owner,
-                status=StepStatus.FAILED,
-                duration_s=result.duration_s,
-                error=result.error,
-                logs_digest=logs_digest,
-            )
-            self._outcome(
-                StepOutcome(
-                    name=inv.name,
-                    status=StepStatus.FAILED,
-                    duration_s=result.duration_s,
-                    error=result.error,
-                    reasons=reasons,
-                )
-            )
-            return
+        failed = result.error is not None
+        status = StepStatus.FAILED if failed else StepStatus.SUCCEEDED
         self.store.finish_step(
             step_id,
             run_id=self.run_id,
             owner=self.owner,
-            status=StepStatus.SUCCEEDED,
+            status=status,
             duration_s=result.duration_s,
-            outputs=result.outputs,
-            logs_digest=logs_digest,
+            outputs=result.outputs,  # empty for a failed step: it leaves no artifact
+            error=result.error,
+            logs_digest=self.artifacts.save_text(result.logs) if result.logs else None,
             step_name=inv.name,
-            metrics=result.metrics,
+            metrics=None if failed else result.metrics,
         )
-        self.outputs[inv.name] = result.outputs
+        if not failed:
+            self.outputs[inv.name] = result.outputs
         self._outcome(
             StepOutcome(
                 name=inv.name,
-                status=StepStatus.SUCCEEDED,
+                status=status,
                 duration_s=result.duration_s,
                 outputs=result.outputs,
                 reasons=reasons,
+                error=result.error,
             )
         )
 
@@ -418,28 +402,8 @@ class RunExecution:
 
     # -- keys and tasks --------------------------------------------------------------------
     def _key_parts(self, inv: Invocation, inputs: Mapping[str, ArtifactInfo]) -> CacheKeyParts:
-        sd = inv.step
-        if sd.func is not None:
-            code, externals = self.hasher.step_code(sd.func)
-        else:
-            code, externals = {"cmd": sha256_text(canonical_json(list(sd.cmd or ())))}, frozenset()
-        files: dict[str, str] = {}
-        for dep in sd.deps:
-            path = self.project.root / dep
-            if not path.exists():
-                raise DefinitionError(
-                    f"step '{inv.name}' declares it reads '{dep}', which does not exist",
-                    hint=f"create it, or remove it from the step's deps ({sd.location})",
-                )
-            files[dep] = path_digest(path)
-        return CacheKeyParts(
-            code=code,
-            params=self.plan.step_params.get(inv.name, {}),
-            inputs={k: v.digest for k, v in inputs.items()},
-            files=files,
-            env=environment_lock(externals),
-            salt=sd.salt,
-        )
+        params = self.plan.step_params.get(inv.name, {})
+        return step_key_parts(self.hasher, self.project.root, inv, inputs, params)
 
     def _task(self, inv: Invocation, inputs: dict[str, ArtifactInfo]) -> StepTask:
         sd = inv.step
@@ -462,24 +426,7 @@ class RunExecution:
         )
 
     def _restore_outs(self, outputs: Mapping[str, ArtifactInfo]) -> None:
-        """Put a cached cmd step's output files back in the workspace when they differ."""
-        for rel, info in outputs.items():
-            target = self.project.root / rel
-            if info.materializer == "file":
-                if target.is_file() and file_digest(target) == info.digest:
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{target.name}.conveyor-restore")
-                shutil.copyfile(self.artifacts.blobs.local_path(info.digest), tmp)
-                tmp.replace(target)
-            elif info.materializer == "directory.tar":
-                if target.is_dir() and path_digest(target) == info.meta.get("tree"):
-                    continue
-                restored = self.artifacts.load(info, self.project.state_dir / "tmp" / info.digest)
-                if target.exists():
-                    shutil.rmtree(target) if target.is_dir() else target.unlink()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(restored), target)
+        restore_outs(self.project.root, self.artifacts, outputs, self.project.state_dir / "tmp")
 
 
 def run_pipeline(

@@ -10,7 +10,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conveyor.core.checks import CheckResult
 from conveyor.core.records import ArtifactInfo, RunStatus, StepStatus
 from conveyor.errors import LeaseLostError
 from conveyor.store import tables as t
@@ -113,18 +112,29 @@ class MetadataStore:
                     [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
                 )
 
+    @staticmethod
+    def _owned(run_id: str, owner: str) -> Any:
+        """An update of the run that applies only while it is running under our lease."""
+        runs = t.runs
+        return runs.update().where(
+            runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status == RunStatus.RUNNING
+        )
+
+    @staticmethod
+    def _end_running_steps(
+        conn: sa.Connection, run_id: str, status: StepStatus, error: str | None = None
+    ) -> None:
+        sr = t.step_runs
+        conn.execute(
+            sr.update()
+            .where(sr.c.run_id == run_id, sr.c.status == StepStatus.RUNNING)
+            .values(status=status, ended_at=now(), error=error)
+        )
+
     def heartbeat(self, run_id: str, owner: str) -> bool:
         """Renew the lease; False when the run is no longer ours (it was reaped)."""
         with self.writer.begin() as conn:
-            res = conn.execute(
-                t.runs.update()
-                .where(
-                    t.runs.c.id == run_id,
-                    t.runs.c.lease_owner == owner,
-                    t.runs.c.status == RunStatus.RUNNING,
-                )
-                .values(heartbeat_at=now())
-            )
+            res = conn.execute(self._owned(run_id, owner).values(heartbeat_at=now()))
             return bool(res.rowcount)
 
     def _claim(self, conn: sa.Connection, run_id: str, owner: str) -> None:
@@ -149,28 +159,14 @@ class MetadataStore:
         """End a run we own; False (and nothing written) when it is no longer ours."""
         with self.writer.begin() as conn:
             res = conn.execute(
-                t.runs.update()
-                .where(
-                    t.runs.c.id == run_id,
-                    t.runs.c.lease_owner == owner,
-                    t.runs.c.status == RunStatus.RUNNING,
-                )
-                .values(status=status, ended_at=now(), error=error)
+                self._owned(run_id, owner).values(status=status, ended_at=now(), error=error)
             )
             if not res.rowcount:
                 return False
             if status != RunStatus.SUCCEEDED:
-                conn.execute(
-                    t.step_runs.update()
-                    .where(
-                        t.step_runs.c.run_id == run_id, t.step_runs.c.status == StepStatus.RUNNING
-                    )
-                    .values(
-                        status=StepStatus.CANCELLED
-                        if status == RunStatus.CANCELLED
-                        else StepStatus.FAILED,
-                        ended_at=now(),
-                    )
+                cancelled = status == RunStatus.CANCELLED
+                self._end_running_steps(
+                    conn, run_id, StepStatus.CANCELLED if cancelled else StepStatus.FAILED
                 )
             return True
 
@@ -200,29 +196,14 @@ class MetadataStore:
             )
             with self.writer.begin() as conn:
                 res = conn.execute(
-                    t.runs.update()
-                    .where(
-                        t.runs.c.id == run_id,
-                        t.runs.c.lease_owner == owner,
-                        t.runs.c.status == RunStatus.RUNNING,
-                    )
-                    .values(
+                    self._owned(run_id, owner).values(
                         status=RunStatus.FAILED,
                         ended_at=now(),
                         error=f"the run stopped without finishing: {why}",
                     )
                 )
                 if res.rowcount:
-                    conn.execute(
-                        t.step_runs.update()
-                        .where(
-                            t.step_runs.c.run_id == run_id,
-                            t.step_runs.c.status == StepStatus.RUNNING,
-                        )
-                        .values(
-                            status=StepStatus.FAILED, ended_at=now(), error=f"interrupted: {why}"
-                        )
-                    )
+                    self._end_running_steps(conn, run_id, StepStatus.FAILED, f"interrupted: {why}")
                     reaped.append(run_id)
         return reaped
 
@@ -445,26 +426,3 @@ class MetadataStore:
                 .limit(1)
             ).first()
         return dict(row[0]) if row and row[0] else None
-
-    # -- params, tags, checks --------------------------------------------------------------
-    def set_tag(self, run_id: str, key: str, value: str) -> None:
-        with self.writer.begin() as conn:
-            conn.execute(t.tags.delete().where(t.tags.c.run_id == run_id, t.tags.c.key == key))
-            conn.execute(t.tags.insert().values(run_id=run_id, key=key, value=value))
-
-    def record_check(self, run_id: str | None, step: str | None, result: CheckResult) -> None:
-        with self.writer.begin() as conn:
-            conn.execute(
-                t.check_results.insert().values(
-                    run_id=run_id,
-                    step=step,
-                    name=result.name,
-                    kind=result.kind,
-                    passed=result.passed,
-                    severity=str(result.severity),
-                    metrics=result.metrics,
-                    message=result.message,
-                    details=result.details,
-                    created_at=now(),
-                )
-            )

@@ -167,22 +167,3 @@ def artifact_edges(store: MetadataStore, digest: str, table: sa.Table) -> list[d
             .order_by(sr.c.id)
         ).all()
     return [dict(r._mapping) for r in rows]
-
-
-def check_results(store: MetadataStore, run_id: str) -> list[dict[str, Any]]:
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(t.check_results)
-            .where(t.check_results.c.run_id == run_id)
-            .order_by(t.check_results.c.id)
-        ).all()
-    return [dict(r._mapping) for r in rows]
-
-
-def counts(store: MetadataStore) -> dict[str, int]:
-    """Row counts per table (used by `conveyor db` and tests of upgrades)."""
-    with store.engine.connect() as conn:
-        return {
-            name: int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-            for name, table in t.metadata.tables.items()
-        }

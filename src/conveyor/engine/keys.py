@@ -1,0 +1,45 @@
+"""The cache key of one step in one run, from its code, params, inputs, files and environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from conveyor.core.fingerprint import CacheKeyParts, canonical_json, sha256_text
+from conveyor.core.pipeline import Invocation
+from conveyor.core.records import ArtifactInfo
+from conveyor.engine.closure import ClosureHasher, environment_lock
+from conveyor.errors import DefinitionError
+from conveyor.store.blobs import path_digest
+
+
+def step_key_parts(
+    hasher: ClosureHasher,
+    root: Path,
+    inv: Invocation,
+    inputs: Mapping[str, ArtifactInfo],
+    params: Mapping[str, Any],
+) -> CacheKeyParts:
+    sd = inv.step
+    if sd.func is not None:
+        code, externals = hasher.step_code(sd.func)
+    else:
+        code, externals = {"cmd": sha256_text(canonical_json(list(sd.cmd or ())))}, frozenset()
+    files: dict[str, str] = {}
+    for dep in sd.deps:
+        path = root / dep
+        if not path.exists():
+            raise DefinitionError(
+                f"step '{inv.name}' declares it reads '{dep}', which does not exist",
+                hint=f"create it, or remove it from the step's deps ({sd.location})",
+            )
+        files[dep] = path_digest(path)
+    return CacheKeyParts(
+        code=code,
+        params=dict(params),
+        inputs={k: v.digest for k, v in inputs.items()},
+        files=files,
+        env=environment_lock(externals),
+        salt=sd.salt,
+    )
