@@ -126,8 +126,8 @@ def test_init_then_run_twice_then_inspect(tmp_path: Path) -> None:
         conveyor("artifacts", "show", "latest:evaluate", "--json", cwd=project, check=True).stdout
     )
     assert art["verified"] is True and art["materializer"] == "json"
-    logs = conveyor("runs", "show", run_id, "--logs", "train", cwd=project)
-    assert logs.returncode == 0
+    missing = conveyor("runs", "show", run_id, "--logs", "nostep", cwd=project)
+    assert missing.returncode == 2 and "has no step 'nostep'" in missing.stderr
 
     again = conveyor("init", str(project), cwd=tmp_path)
     assert again.returncode == 2 and "already has conveyor.yaml" in again.stderr

@@ -58,6 +58,11 @@ def test_second_run_is_fully_cached_and_metrics_are_recorded(make_project) -> No
         value = project.artifacts.load(second.step("stats").outputs["output"])
     assert value["rows"] == 20
 
+    from helpers import conveyor
+
+    logs = conveyor("runs", "show", first.run_id, "--logs", "stats", cwd=root, check=True)
+    assert f"gap {value['mean_gap']}" in logs.stdout
+
 
 def test_changing_a_param_reruns_only_affected_steps(make_project) -> None:
     root: Path = make_project({"pipelines/main.py": PIPELINE})
