@@ -204,3 +204,19 @@ def test_a_shadowing_package_is_refused_not_run(make_sqlite_project) -> None:
     assert proc.returncode == 2
     assert "shadows the project's" in proc.stderr
     assert "hello" not in proc.stderr
+
+
+def test_lineage_shows_a_producer_once_with_every_input_it_feeds(make_sqlite_project) -> None:
+    import json
+
+    from helpers import conveyor
+
+    root = make_sqlite_project({"pipelines/main.py": PIPELINE})
+    open_and_run(root)
+    data = json.loads(conveyor("lineage", "latest:stats", "--json", cwd=root, check=True).stdout)
+    stats = data["upstream"]
+    assert stats["step"] == "stats"
+    assert [(u["step"], sorted(u["via"])) for u in stats["upstream"]] == [
+        ("split", ["head", "tail"])
+    ]
+    assert stats["upstream"][0]["upstream"][0]["params"] == {"n": 20, "seed": 0}

@@ -25,8 +25,7 @@ def _add(tree: Any, node: Any, digest: str | None) -> None:
         for name, out in node.outputs.items():
             branch.add(f"output {name}: {out[:12]}")
     for child in node.upstream:
-        port = next((k for k, v in node.inputs.items() if v in child.outputs.values()), "?")
-        sub = branch.add(f"input {port}")
+        sub = branch.add(f"input {', '.join(child.via)}")
         _add(sub, child, None)
 
 

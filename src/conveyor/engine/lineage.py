@@ -33,6 +33,7 @@ class Node:
     commit: str | None
     dirty: bool
     upstream: list[Node] = field(default_factory=list)
+    via: list[str] = field(default_factory=list)  # the inputs of the parent this node feeds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class Node:
             "files": self.files,
             "commit": self.commit,
             "dirty": self.dirty,
+            "via": self.via,
             "upstream": [u.to_json() for u in self.upstream],
         }
 
@@ -125,10 +127,14 @@ def upstream(store: MetadataStore, digest: str) -> Node | None:
             return None
         node = _node(store, step, runs)
         if depth < MAX_DEPTH:
-            for child_digest in step.inputs.values():
+            children: dict[int, Node] = {}  # one node per producing step run
+            for port, child_digest in step.inputs.items():
                 child = build(child_digest, depth + 1)
-                if child is not None:
-                    node.upstream.append(child)
+                if child is None:
+                    continue
+                child = children.setdefault(child.step_run_id, child)
+                child.via.append(port)
+            node.upstream = list(children.values())
         return node
 
     return build(digest, 0)
