@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conveyor.core.context import log_metric, log_metrics
+from conveyor.core.checks import CheckResult, Severity
+from conveyor.core.context import log_metric, log_metrics, project_root, record_checks
+from conveyor.core.gate import gate
 from conveyor.core.pipeline import StepOutput, cmd_step, pipeline
 from conveyor.core.step import step
 from conveyor.errors import ConveyorError
@@ -21,15 +23,20 @@ if TYPE_CHECKING:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "CheckResult",
     "ConveyorError",
     "Materializer",
     "RunOptions",
     "StepOutput",
+    "Severity",
     "cmd_step",
+    "gate",
     "log_metric",
     "log_metrics",
     "open_project",
     "pipeline",
+    "project_root",
+    "record_checks",
     "register_materializer",
     "run_pipeline",
     "step",

@@ -62,6 +62,12 @@ class RunFailedError(ConveyorError):
     exit_code = EXIT_FAILED
 
 
+class GateFailedError(ConveyorError):
+    """A blocking check failed: the step (and the run) fails with every reason."""
+
+    exit_code = EXIT_FAILED
+
+
 class LeaseLostError(RunFailedError):
     """Another process declared our run dead (no heartbeat); we must not write its results."""
 

@@ -29,8 +29,11 @@ class LineReporter:
             status(f"  {name:<24} ran in {outcome.duration_s:.2f} s", fg="green")
         elif outcome.status == StepStatus.FAILED:
             status(f"  {name:<24} failed after {outcome.duration_s:.2f} s", fg="red", bold=True)
-            last = (outcome.error or "").strip().splitlines()[-1:] or [""]
-            status(f"    {last[0]}", fg="red")
+            lines = (outcome.error or "").strip().splitlines()
+            # A traceback ends with the exception; a gate lists every reason.
+            shown = lines[-1:] if lines and lines[0].startswith("Traceback") else lines[:20]
+            for line in shown:
+                status(f"    {line}", fg="red")
         else:
             status(f"  {name:<24} skipped ({outcome.error})", fg="yellow")
         if self.explain and outcome.reasons:

@@ -118,9 +118,13 @@ def show(ctx: click.Context, run_ref: str, logs_of: str | None, as_json: bool) -
         return
     metrics = queries.run_metrics(project.metadata, run.id)
     sparams = queries.step_params(project.metadata, run.id)
+    checks = queries.check_results(project.metadata, run.id)
+    from rich.markup import escape
+
     if as_json:
         data = run_json(run)
         data["metrics"] = metrics
+        data["checks"] = checks
         data["tags"] = queries.run_tags(project.metadata, run.id)
         data["steps"] = [
             {
@@ -171,6 +175,14 @@ def show(ctx: click.Context, run_ref: str, logs_of: str | None, as_json: bool) -
     if metrics:
         out.print()
         out.print("metrics " + ", ".join(f"{k}={v:.6g}" for k, v in sorted(metrics.items())))
+    if checks:
+        failed = [c for c in checks if not c["passed"]]
+        out.print()
+        out.print(f"checks: {len(checks) - len(failed)} passed, {len(failed)} failed")
+        for c in failed:
+            style = "red" if c["severity"] == "error" else "yellow"
+            text = escape(f"{c['step']}: {c['name']}: {c['message']}")
+            out.print(f"  [{style}]x[/] {text}")
 
 
 @runs.command("compare")

@@ -22,3 +22,16 @@ class CheckResult:
     metrics: dict[str, float] = field(default_factory=dict)
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class GatePolicy(StrEnum):
+    BLOCKING = "blocking"  # a failed error-severity check fails the step, and so the run
+    WARNING = "warning"  # failures are recorded and reported, the run goes on
+
+
+def blocking_failures(results: list[CheckResult]) -> list[CheckResult]:
+    return [r for r in results if not r.passed and r.severity == Severity.ERROR]
+
+
+def describe(result: CheckResult) -> str:
+    return f"{result.name}: {result.message}" if result.message else result.name

@@ -1,12 +1,14 @@
-"""What a running step can reach: ``log_metric`` / ``log_metrics`` record numbers on its run."""
+"""What a running step can reach: metrics and check results recorded on its run, and where
+the project is. ``log_metric`` / ``log_metrics`` / ``record_checks`` do nothing outside a run."""
 
 from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from conveyor.core.checks import CheckResult
 from conveyor.errors import UsageError
 
 _CURRENT: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
@@ -18,7 +20,9 @@ _CURRENT: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
 class StepContext:
     step: str
     run_id: str
+    root: str = "."
     metrics: dict[str, float] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
 
 
 def current_step() -> StepContext | None:
@@ -51,3 +55,16 @@ def log_metrics(values: Mapping[str, float]) -> None:
     """Record several metrics of the current step's run."""
     for name, value in values.items():
         log_metric(name, value)
+
+
+def record_checks(results: Iterable[CheckResult]) -> None:
+    """Record check results on the current step's run (passed or not: every result is kept)."""
+    ctx = _CURRENT.get()
+    if ctx is not None:
+        ctx.checks.extend(results)
+
+
+def project_root() -> str:
+    """The directory of the project the current step runs in (``.`` outside a run)."""
+    ctx = _CURRENT.get()
+    return ctx.root if ctx is not None else "."

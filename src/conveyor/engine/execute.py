@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.core import context
+from conveyor.core.checks import CheckResult
 from conveyor.core.records import ArtifactInfo
 from conveyor.core.step import Step
 from conveyor.errors import ConveyorError
@@ -56,6 +57,7 @@ class TaskResult:
     outputs: dict[str, ArtifactInfo] = field(default_factory=dict)
     logs: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
     error: str | None = None
     duration_s: float = 0.0
 
@@ -106,7 +108,7 @@ def run_task(
     sink = io.StringIO()
     # Created only by loaders that need a directory (files, directories); most steps never do.
     scratch = Path(tempfile.gettempdir()) / f"conveyor-{task.name}-{uuid.uuid4().hex}"
-    ctx = context.StepContext(step=task.name, run_id=task.run_id)
+    ctx = context.StepContext(step=task.name, run_id=task.run_id, root=task.root)
     token = context.enter(ctx)
     started = time.perf_counter()
     handler = _Capture(sink)
@@ -122,6 +124,7 @@ def run_task(
             outputs=outputs,
             logs=sink.getvalue(),
             metrics=dict(ctx.metrics),
+            checks=list(ctx.checks),
             duration_s=time.perf_counter() - started,
         )
     except KeyboardInterrupt:
@@ -132,7 +135,10 @@ def run_task(
         else:
             error = "".join(traceback.format_exception(exc))
         return TaskResult(
-            logs=sink.getvalue(), error=error, duration_s=time.perf_counter() - started
+            logs=sink.getvalue(),
+            checks=list(ctx.checks),  # a failed gate's results are kept with its error
+            error=error,
+            duration_s=time.perf_counter() - started,
         )
     finally:
         root_logger.removeHandler(handler)

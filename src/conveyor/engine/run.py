@@ -320,7 +320,7 @@ class RunExecution:
         hit = self.store.find_cached(key)
         if hit is None:
             return False
-        source_id, outputs, metrics = hit
+        outputs = hit.outputs
         for name, info in outputs.items():
             if not self.artifacts.blobs.verify(info.digest):
                 self.reporter.warning(
@@ -339,8 +339,9 @@ class RunExecution:
                 key_parts=parts.to_json(),
                 inputs=inputs,
                 outputs=outputs,
-                cached_from=source_id,
-                metrics=metrics,
+                cached_from=hit.step_run_id,
+                metrics=hit.metrics,
+                checks=hit.checks,
             )
         )
         self.outputs[inv.name] = outputs
@@ -368,6 +369,7 @@ class RunExecution:
             logs_digest=self.artifacts.save_text(result.logs) if result.logs else None,
             step_name=inv.name,
             metrics=None if failed else result.metrics,
+            checks=result.checks,
         )
         if not failed:
             self.outputs[inv.name] = result.outputs

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from conveyor.core.checks import CheckResult, Severity
 from conveyor.core.records import ArtifactInfo, RunStatus, StepStatus
 from conveyor.errors import LeaseLostError
 from conveyor.store import tables as t
@@ -39,6 +40,27 @@ class StepRecord:
     cached_from: int | None = None
     error: str | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    checks: Sequence[CheckResult] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CachedStep:
+    step_run_id: int
+    outputs: dict[str, ArtifactInfo]
+    metrics: dict[str, float]
+    checks: list[CheckResult]
+
+
+def check_from_row(row: Any) -> CheckResult:
+    return CheckResult(
+        name=row.name,
+        kind=row.kind,
+        passed=bool(row.passed),
+        severity=Severity(row.severity),
+        metrics=dict(row.metrics or {}),
+        message=row.message,
+        details=dict(row.details or {}),
+    )
 
 
 class MetadataStore:
@@ -243,6 +265,13 @@ class MetadataStore:
                 t.metrics.c.run_id == sa.bindparam("run_id"),
                 t.metrics.c.step == sa.bindparam("step"),
             ),
+            "checks": sa.select(t.check_results)
+            .where(
+                t.check_results.c.run_id == sa.bindparam("run_id"),
+                t.check_results.c.step == sa.bindparam("step"),
+            )
+            .order_by(t.check_results.c.id),
+            "insert_checks": t.check_results.insert(),
         }
 
     def start_step(
@@ -279,6 +308,7 @@ class MetadataStore:
         logs_digest: str | None = None,
         step_name: str | None = None,
         metrics: Mapping[str, float] | None = None,
+        checks: Sequence[CheckResult] = (),
     ) -> None:
         st = self._stmts
         with self.writer.begin() as conn:
@@ -293,6 +323,8 @@ class MetadataStore:
                         for k, v in metrics.items()
                     ],
                 )
+            if checks and step_name:
+                self._checks(conn, run_id, [(step_name, c) for c in checks])
             conn.execute(
                 st["finish_step"],
                 {
@@ -350,7 +382,33 @@ class MetadataStore:
             ]
             if metric_rows:
                 conn.execute(st["insert_metrics"], metric_rows)
+            self._checks(conn, run_id, [(r.name, c) for r in records for c in r.checks])
         return ids
+
+    def _checks(
+        self, conn: sa.Connection, run_id: str, items: list[tuple[str, CheckResult]]
+    ) -> None:
+        if not items:
+            return
+        stamp = now()
+        conn.execute(
+            self._stmts["insert_checks"],
+            [
+                {
+                    "run_id": run_id,
+                    "step": step,
+                    "name": c.name,
+                    "kind": c.kind,
+                    "passed": c.passed,
+                    "severity": str(c.severity),
+                    "metrics": dict(c.metrics),
+                    "message": c.message,
+                    "details": dict(c.details),
+                    "created_at": stamp,
+                }
+                for step, c in items
+            ],
+        )
 
     def _edges(
         self, conn: sa.Connection, stmt: str, items: list[tuple[int, Mapping[str, ArtifactInfo]]]
@@ -383,17 +441,17 @@ class MetadataStore:
         )
 
     # -- cache -----------------------------------------------------------------------------
-    def find_cached(
-        self, cache_key: str
-    ) -> tuple[int, dict[str, ArtifactInfo], dict[str, float]] | None:
-        """The newest successful step run with this key, its outputs and metrics."""
+    def find_cached(self, cache_key: str) -> CachedStep | None:
+        """The newest successful step run with this key, its outputs, metrics and checks."""
         st = self._stmts
         with self.engine.connect() as conn:
             rows = conn.execute(st["cached"], {"key": cache_key}).all()
             if not rows:
                 return None
             first = rows[0]
-            mets = conn.execute(st["metrics"], {"run_id": first.run_id, "step": first.name}).all()
+            where = {"run_id": first.run_id, "step": first.name}
+            mets = conn.execute(st["metrics"], where).all()
+            checks = conn.execute(st["checks"], where).all()
         outputs = {
             r.output: ArtifactInfo(
                 digest=r.digest,
@@ -405,7 +463,12 @@ class MetadataStore:
             for r in rows
             if r.output is not None
         }
-        return first.id, outputs, {m.key: m.value for m in mets}
+        return CachedStep(
+            step_run_id=first.id,
+            outputs=outputs,
+            metrics={m.key: m.value for m in mets},
+            checks=[check_from_row(c) for c in checks],
+        )
 
     def previous_key_parts(
         self, pipeline: str, step: str, before_run: str

@@ -167,3 +167,26 @@ def artifact_edges(store: MetadataStore, digest: str, table: sa.Table) -> list[d
             .order_by(sr.c.id)
         ).all()
     return [dict(r._mapping) for r in rows]
+
+
+def check_results(store: MetadataStore, run_id: str) -> list[dict[str, Any]]:
+    """Every check result recorded on a run, in order, as plain dicts."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.check_results)
+            .where(t.check_results.c.run_id == run_id)
+            .order_by(t.check_results.c.id)
+        ).all()
+    return [
+        {
+            "step": r.step,
+            "name": r.name,
+            "kind": r.kind,
+            "passed": bool(r.passed),
+            "severity": r.severity,
+            "metrics": r.metrics or {},
+            "message": r.message,
+            "details": r.details or {},
+        }
+        for r in rows
+    ]
