@@ -17,10 +17,11 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from conveyor.core.contracts import Contract, parse_contracts
 from conveyor.core.location import where
 from conveyor.errors import DefinitionError
 
@@ -64,7 +65,7 @@ class StepDef:
     cmd: tuple[str, ...] | None = None
     cache: bool = True
     salt: str | None = None
-    contracts: dict[str, Any] = field(default_factory=dict)
+    contracts: dict[str, Contract] = field(default_factory=dict)
 
     @property
     def is_cmd(self) -> bool:
@@ -118,6 +119,7 @@ def step(
     deps: Sequence[str] = (),
     cache: bool = True,
     salt: str | None = None,
+    contracts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[F], Step]: ...
 
 
@@ -130,6 +132,7 @@ def step(
     deps: Sequence[str] = (),
     cache: bool = True,
     salt: str | None = None,
+    contracts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Declare a pipeline step.
 
@@ -139,10 +142,22 @@ def step(
         deps: project files the step reads; their digests are part of its cache key.
         cache: set False for a step that must run every time (it still records its outputs).
         salt: any string; changing it invalidates the step's cache.
+        contracts: what each output must satisfy, by output name, checked right after the step
+            runs (see conveyor.core.contracts), e.g. ``{"output": {"keys": ["roc_auc"]}}``.
     """
 
     def decorate(f: Callable[..., Any]) -> Step:
-        return Step(make_step_def(f, name=name, outputs=outputs, deps=deps, cache=cache, salt=salt))
+        return Step(
+            make_step_def(
+                f,
+                name=name,
+                outputs=outputs,
+                deps=deps,
+                cache=cache,
+                salt=salt,
+                contracts=contracts,
+            )
+        )
 
     if func is not None:
         return decorate(func)
@@ -157,6 +172,7 @@ def make_step_def(
     deps: Sequence[str] = (),
     cache: bool = True,
     salt: str | None = None,
+    contracts: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> StepDef:
     if isinstance(func, Step):
         raise DefinitionError(f"step '{func.name}' is decorated with @step twice")
@@ -184,6 +200,9 @@ def make_step_def(
         deps=tuple(deps),
         cache=cache,
         salt=salt,
+        contracts=parse_contracts(
+            contracts, [o.name for o in outs], f"step function '{qual}' at {loc}"
+        ),
     )
 
 

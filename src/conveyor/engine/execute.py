@@ -26,6 +26,7 @@ from typing import Any
 
 from conveyor.core import context
 from conveyor.core.checks import CheckResult
+from conveyor.core.contracts import Contract
 from conveyor.core.records import ArtifactInfo
 from conveyor.core.step import Step
 from conveyor.errors import ConveyorError
@@ -50,6 +51,7 @@ class StepTask:
     cache_dir: str
     trust_pickle: bool = False
     skops_types: tuple[str, ...] = ()
+    contracts: dict[str, Contract] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,6 +184,7 @@ def _store_outputs(task: StepTask, value: Any, store: ArtifactStore) -> dict[str
                 f"step '{task.name}' declares {len(names)} outputs {list(names)} but returned {got}"
             )
         values = list(value)
+    _check_contracts(task, dict(zip(names, values, strict=True)))
     result: dict[str, ArtifactInfo] = {}
     for name, item in zip(names, values, strict=False):
         if item is None:
@@ -190,6 +193,27 @@ def _store_outputs(task: StepTask, value: Any, store: ArtifactStore) -> dict[str
             )
         result[name] = store.save(item)
     return result
+
+
+def _check_contracts(task: StepTask, values: dict[str, Any]) -> None:
+    """Check every output with a contract before any is stored; fail the step on a violation."""
+    if not task.contracts:
+        return
+    from conveyor.checks.contracts import check_output
+
+    results = [
+        check_output(contract, values[name], Path(task.root))
+        for name, contract in task.contracts.items()
+        if values.get(name) is not None
+    ]
+    context.record_checks(results)
+    broken = [(task.contracts[r.name.split(":", 1)[1]], r) for r in results if not r.passed]
+    if broken:
+        lines = "\n".join(
+            f"  - output '{c.output}' violates its contract ({c.describe()}): {r.message}"
+            for c, r in broken
+        )
+        raise StepOutputError(f"step '{task.name}' broke its artifact contract:\n{lines}")
 
 
 _PARAM_RE = re.compile(r"\{params\.([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -26,6 +26,13 @@ def step_key_parts(
         code, externals = hasher.step_code(sd.func)
     else:
         code, externals = {"cmd": sha256_text(canonical_json(list(sd.cmd or ())))}, frozenset()
+    if sd.contracts:
+        code = {
+            **code,
+            "contracts": sha256_text(
+                canonical_json({k: c.to_json() for k, c in sorted(sd.contracts.items())})
+            ),
+        }
     files: dict[str, str] = {}
     for dep in sd.deps:
         path = root / dep
@@ -35,6 +42,16 @@ def step_key_parts(
                 hint=f"create it, or remove it from the step's deps ({sd.location})",
             )
         files[dep] = path_digest(path)
+    for contract in sd.contracts.values():
+        if contract.schema:
+            path = root / contract.schema
+            if not path.is_file():
+                raise DefinitionError(
+                    f"the contract of output '{contract.output}' of step '{inv.name}' names "
+                    f"the schema '{contract.schema}', which does not exist",
+                    hint=f"infer one with 'conveyor data schema infer DATA -o {contract.schema}'",
+                )
+            files[contract.schema] = path_digest(path)
     return CacheKeyParts(
         code=code,
         params=dict(params),

@@ -425,6 +425,7 @@ class RunExecution:
             cache_dir=str(self.project.state_dir / "cache"),
             trust_pickle=cfg.trust.pickle,
             skops_types=tuple(cfg.trust.skops_types),
+            contracts=sd.contracts,
         )
 
     def _restore_outs(self, outputs: Mapping[str, ArtifactInfo]) -> None:
