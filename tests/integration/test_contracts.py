@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import conveyor, open_and_run
 
 from conveyor.core.step import step
 from conveyor.errors import DefinitionError
+from helpers import conveyor, open_and_run
 
 PIPELINE = """
 import numpy as np
