@@ -9,8 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.checks import CheckResult, Severity
-from conveyor.core.context import log_metric, log_metrics, project_root, record_checks
+from conveyor.core.context import (
+    load_artifact,
+    log_metric,
+    log_metrics,
+    project_root,
+    record_checks,
+)
 from conveyor.core.gate import gate
+from conveyor.core.params import ArtifactRef
 from conveyor.core.pipeline import StepOutput, cmd_step, pipeline
 from conveyor.core.step import step
 from conveyor.errors import ConveyorError
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ArtifactRef",
     "CheckResult",
     "ConveyorError",
     "Materializer",
@@ -31,6 +39,7 @@ __all__ = [
     "StepOutput",
     "cmd_step",
     "gate",
+    "load_artifact",
     "log_metric",
     "log_metrics",
     "open_project",

@@ -10,7 +10,7 @@ import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,7 +30,7 @@ ENV_OVERRIDES = {
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Stores(_Model):
@@ -58,6 +58,37 @@ class CmdPipelineConfig(_Model):
     steps: list[CmdStepConfig]
 
 
+class DataChecks(_Model):
+    """``checks.data``: the defaults of the built-in data steps."""
+
+    schema_file: str | None = Field(default=None, alias="schema")
+    drift: dict[str, Any] = Field(default_factory=dict)
+    policy: Literal["blocking", "warning"] = "blocking"
+
+
+class ModelChecks(_Model):
+    """``checks.model``: the defaults of the built-in model steps."""
+
+    label: str | None = None
+    thresholds: dict[str, str] = Field(default_factory=dict)
+    champion: dict[str, Any] = Field(default_factory=dict)
+    slices: list[str] = Field(default_factory=list)
+    behaviour: dict[str, Any] = Field(default_factory=dict)
+    policy: Literal["blocking", "warning"] = "blocking"
+
+
+class Checks(_Model):
+    data: DataChecks = Field(default_factory=DataChecks)
+    model: ModelChecks = Field(default_factory=ModelChecks)
+
+
+class ModelSettings(_Model):
+    """``model``: what the project's model is called and how it predicts."""
+
+    name: str | None = None
+    predict: Literal["predict", "predict_proba"] = "predict_proba"
+
+
 class ProjectConfig(_Model):
     name: str
     pipelines: dict[str, str | CmdPipelineConfig] = Field(default_factory=dict)
@@ -68,6 +99,8 @@ class ProjectConfig(_Model):
     trust: Trust = Field(default_factory=Trust)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     default_pipeline: str | None = None
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    checks: Checks = Field(default_factory=Checks)
 
     @field_validator("name")
     @classmethod
@@ -228,7 +261,17 @@ def _format_error(errors: list[Any], path: str, data: Any) -> ConfigError:
         _MODELS.update(
             {
                 m.__name__: m
-                for m in (ProjectConfig, Stores, Trust, CmdStepConfig, CmdPipelineConfig)
+                for m in (
+                    ProjectConfig,
+                    Stores,
+                    Trust,
+                    CmdStepConfig,
+                    CmdPipelineConfig,
+                    Checks,
+                    DataChecks,
+                    ModelChecks,
+                    ModelSettings,
+                )
             }
         )
     err = max(errors, key=lambda e: (e.get("type") == "extra_forbidden", len(e.get("loc", ()))))
@@ -259,7 +302,7 @@ def _format_error(errors: list[Any], path: str, data: Any) -> ConfigError:
             shown.append(str(part))
     keypath = ".".join(shown) or "(top level)"
     if err.get("type") == "extra_forbidden":
-        known = list(model.model_fields) if model else []
+        known = [f.alias or n for n, f in model.model_fields.items()] if model else []
         suggestion = did_you_mean(str(loc[-1]), known) if known else None
         return ConfigError(
             f"{path}: {keypath}: unknown key",
@@ -325,3 +368,13 @@ def find_project_root(start: Path) -> Path:
         f"no {CONFIG_NAME} in {start} or any parent directory",
         hint="run 'conveyor init' to create a project, or pass --project DIR",
     )
+
+
+def config_value(config: ProjectConfig, dotted: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted key path such as ``checks.data.schema`` (file spelling)."""
+    node: Any = config.model_dump(by_alias=True)
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return node is not None and node != {} and node != [], node

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from conveyor.core.checks import CheckResult
 from conveyor.errors import UsageError
@@ -23,6 +24,7 @@ class StepContext:
     root: str = "."
     metrics: dict[str, float] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
+    loader: Callable[[str], Any] | None = None  # loads the artifacts of ArtifactRef params
 
 
 def current_step() -> StepContext | None:
@@ -68,3 +70,14 @@ def project_root() -> str:
     """The directory of the project the current step runs in (``.`` outside a run)."""
     ctx = _CURRENT.get()
     return ctx.root if ctx is not None else "."
+
+
+def load_artifact(digest: str) -> Any:
+    """Inside a step: the value of an artifact named by one of its ArtifactRef params."""
+    ctx = _CURRENT.get()
+    if ctx is None or ctx.loader is None:
+        raise UsageError(
+            "load_artifact() works inside a running step, for an ArtifactRef param",
+            hint="annotate the param with conveyor.ArtifactRef and pass its value",
+        )
+    return ctx.loader(digest)

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import functools
 import json
+import typing
 from collections.abc import Mapping
 from typing import Any
 
 from conveyor.core.pipeline import Pipeline, PipelineGraph
 from conveyor.core.step import ParamSpec
 from conveyor.errors import ConfigError, DefinitionError, UsageError, did_you_mean
+
+ARTIFACT_REF = "conveyor:artifact-ref"
+ArtifactRef = typing.Annotated[str, ARTIFACT_REF]
+"""A step param naming an artifact (``RUN:STEP[.OUTPUT]`` or a digest prefix). It is resolved
+to the full digest when the run is planned; the step loads it with ``load_artifact``."""
+
+
+def is_artifact_ref(annotation: Any) -> bool:
+    return ARTIFACT_REF in getattr(annotation, "__metadata__", ())
 
 
 @functools.lru_cache(maxsize=256)
@@ -74,9 +84,17 @@ def _reject(obj: Any) -> Any:
 class ParamSources:
     """Overrides from the project file and the command line, tracking which keys were used."""
 
-    def __init__(self, config: Mapping[str, Any], cli: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        cli: Mapping[str, str],
+        defaults: Mapping[str, tuple[str, Any]] | None = None,
+    ) -> None:
         self.config = dict(config)
         self.cli = dict(cli)
+        # "step.param" -> (where in conveyor.yaml, value): defaults some steps take from the
+        # project file (e.g. the built-in checks from `checks:`), below explicit overrides.
+        self.defaults = dict(defaults or {})
         self.used: set[str] = set()
 
     def lookup(self, spec: ParamSpec, keys: list[str]) -> tuple[bool, Any]:
@@ -91,6 +109,9 @@ class ParamSources:
                 return True, coerce(
                     spec, self.config[key], source=f"conveyor.yaml params.{key}", from_string=False
                 )
+        if keys and keys[0] in self.defaults:
+            where, value = self.defaults[keys[0]]
+            return True, coerce(spec, value, source=f"conveyor.yaml {where}", from_string=False)
         return False, None
 
     def check_all_used(

@@ -66,6 +66,11 @@ class StepDef:
     cache: bool = True
     salt: str | None = None
     contracts: dict[str, Contract] = field(default_factory=dict)
+    # Param defaults read from the project file, e.g. {"schema": "checks.data.schema"}.
+    defaults_from: dict[str, str] = field(default_factory=dict)
+    # Called with the resolved params when the run is planned: raise a ConveyorError to refuse
+    # bad values (exit code 2) before anything runs.
+    check_params: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def is_cmd(self) -> bool:

@@ -52,6 +52,7 @@ class StepTask:
     trust_pickle: bool = False
     skops_types: tuple[str, ...] = ()
     contracts: dict[str, Contract] = field(default_factory=dict)
+    refs: dict[str, ArtifactInfo] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +112,7 @@ def run_task(
     # Created only by loaders that need a directory (files, directories); most steps never do.
     scratch = Path(tempfile.gettempdir()) / f"conveyor-{task.name}-{uuid.uuid4().hex}"
     ctx = context.StepContext(step=task.name, run_id=task.run_id, root=task.root)
+    ctx.loader = lambda digest: _load_ref(task, store, digest, scratch)
     token = context.enter(ctx)
     started = time.perf_counter()
     handler = _Capture(sink)
@@ -147,6 +149,17 @@ def run_task(
         context.leave(token)
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _load_ref(task: StepTask, store: ArtifactStore, digest: str, scratch: Path) -> Any:
+    info = task.refs.get(digest)
+    if info is None:
+        raise ConveyorError(
+            f"step '{task.name}' loads artifact {digest[:12]}, which none of its ArtifactRef "
+            "params names",
+            hint="load only the artifacts named by the step's ArtifactRef params",
+        )
+    return store.load(info, scratch / "refs" / digest[:12])
 
 
 def _run_python(

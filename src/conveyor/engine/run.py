@@ -18,21 +18,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from conveyor.core.fingerprint import CacheKeyParts, canonical_json, explain_change
-from conveyor.core.params import (
-    ParamSources,
-    fixed_keys,
-    known_keys,
-    pipeline_params,
-    step_params,
-)
-from conveyor.core.pipeline import Invocation, Pipeline, PipelineGraph
+from conveyor.core.pipeline import Invocation
 from conveyor.core.records import ArtifactInfo, RunStatus, StepStatus
 from conveyor.engine import lease
 from conveyor.engine.closure import ClosureHasher
 from conveyor.engine.execute import StepTask, TaskResult, run_task
 from conveyor.engine.gitinfo import git_state
 from conveyor.engine.keys import step_key_parts
-from conveyor.engine.project import CmdPipeline, Project
+from conveyor.engine.plan import Plan, plan_run
+from conveyor.engine.project import Project
 from conveyor.engine.workspace import restore_outs
 from conveyor.errors import EXIT_CANCELLED, ConveyorError, DefinitionError, LeaseLostError
 from conveyor.store.metadata import StepRecord
@@ -94,29 +88,6 @@ class RunOutcome:
 
 def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{os.urandom(3).hex()}"
-
-
-@dataclass(slots=True)
-class Plan:
-    pipeline: Pipeline | CmdPipeline
-    graph: PipelineGraph
-    params: dict[str, Any]
-    step_params: dict[str, dict[str, Any]]
-
-
-def plan_run(project: Project, options: RunOptions) -> Plan:
-    """Trace the pipeline with resolved params; nothing is written."""
-    pipe = project.pipeline(options.pipeline)
-    sources = ParamSources(project.config.params, options.params)
-    values = pipeline_params(pipe, sources) if isinstance(pipe, Pipeline) else {}
-    graph = pipe.trace(values)
-    sparams = step_params(graph, sources)
-    sources.check_all_used(
-        known_keys(pipe if isinstance(pipe, Pipeline) else None, graph),
-        include_config=len(project.config.pipelines) == 1,
-        fixed=fixed_keys(graph),
-    )
-    return Plan(pipeline=pipe, graph=graph, params=values, step_params=sparams)
 
 
 class RunExecution:
@@ -426,6 +397,7 @@ class RunExecution:
             trust_pickle=cfg.trust.pickle,
             skops_types=tuple(cfg.trust.skops_types),
             contracts=sd.contracts,
+            refs=self.plan.refs.get(inv.name, {}),
         )
 
     def _restore_outs(self, outputs: Mapping[str, ArtifactInfo]) -> None:
