@@ -136,7 +136,7 @@ class _LimitedLoader(_SafeLoader):  # type: ignore[misc]
     """The safe loader, refusing documents too deep or too large once aliases are expanded."""
 
 
-def _expanded_size(node: yaml.Node, path: str) -> int:
+def _expanded_size(node: yaml.Node, path: str, max_nodes: int = MAX_NODES) -> int:
     """Count nodes as if every alias were copied, without copying; stop past MAX_NODES."""
     memo: dict[int, int] = {}
 
@@ -159,11 +159,11 @@ def _expanded_size(node: yaml.Node, path: str) -> int:
             children = []
         for child in children:
             total += visit(child, depth + 1, stack | {id(n)})
-            if total > MAX_NODES:
+            if total > max_nodes:
                 raise ConfigError(
-                    f"{path}: the document expands to more than {MAX_NODES} values "
-                    "(an alias bomb?)",
-                    hint="remove the repeated aliases",
+                    f"{path}: the document expands to more than {max_nodes} values "
+                    "once aliases are expanded",
+                    hint="remove repeated aliases, or split the file",
                 )
         memo[id(n)] = total
         return total
@@ -171,13 +171,13 @@ def _expanded_size(node: yaml.Node, path: str) -> int:
     return visit(node, 0, frozenset())
 
 
-def safe_load_limited(text: str, path: str) -> Any:
+def safe_load_limited(text: str, path: str, max_nodes: int = MAX_NODES) -> Any:
     loader = _LimitedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _expanded_size(node, path)
+        _expanded_size(node, path, max_nodes)
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

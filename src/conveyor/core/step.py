@@ -71,6 +71,8 @@ class StepDef:
     # Called with the resolved params when the run is planned: raise a ConveyorError to refuse
     # bad values (exit code 2) before anything runs.
     check_params: Callable[[dict[str, Any]], None] | None = None
+    # Params whose value is a project file the step reads: its digest joins the cache key.
+    file_params: tuple[str, ...] = ()
 
     @property
     def is_cmd(self) -> bool:

@@ -42,6 +42,16 @@ def step_key_parts(
                 hint=f"create it, or remove it from the step's deps ({sd.location})",
             )
         files[dep] = path_digest(path)
+    for name in sd.file_params:
+        rel = params.get(name)
+        if rel:
+            path = root / str(rel)
+            if not path.is_file():
+                raise DefinitionError(
+                    f"param '{inv.name}.{name}' names the file '{rel}', which does not exist",
+                    hint="give a path relative to the project directory",
+                )
+            files[str(rel)] = path_digest(path)
     for contract in sd.contracts.values():
         if contract.schema:
             path = root / contract.schema

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.config import config_value
+from conveyor.core import context
 from conveyor.core.params import (
     ParamSources,
     fixed_keys,
@@ -47,7 +48,14 @@ def plan_run(project: Project, options: Any) -> Plan:
     resolve_refs(project, plan)
     for inv in graph.invocations:
         if inv.step.check_params is not None:
-            inv.step.check_params(plan.step_params[inv.name])
+            # Checked as the step would see them, with the project as its root.
+            token = context.enter(
+                context.StepContext(step=inv.name, run_id="", root=str(project.root))
+            )
+            try:
+                inv.step.check_params(plan.step_params[inv.name])
+            finally:
+                context.leave(token)
     return plan
 
 
