@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -96,7 +97,7 @@ def validate_cmd(
         ctx.exit(EXIT_FAILED)
 
 
-def _profile_or_frame(path: Path) -> object:
+def _profile_or_frame(path: Path) -> Any:
     """A stored reference profile (JSON) or a data file."""
     if path.suffix == ".json":
         from conveyor.checks.profile import Profile
@@ -186,10 +187,10 @@ def drift_cmd(
     from conveyor.checks.datasets import read_table
     from conveyor.checks.drift import DriftOptions, drift
 
-    options = DriftOptions.from_overrides(
+    options = DriftOptions(
         methods=_pairs(methods, "--method"),
         thresholds={k: _float(v, k) for k, v in _pairs(thresholds, "--threshold").items()},
-        drift_share=drift_share,
+        drift_share=drift_share if drift_share is not None else 0.5,
     )
     report = drift(_profile_or_frame(reference), read_table(current), options)
     if as_json:

@@ -20,7 +20,9 @@ def _check_validate(params: dict[str, Any]) -> None:
 
 
 @step(name="validate_data")
-def _validate_data(data: pd.DataFrame, schema: str = "", policy: str = "blocking") -> dict:
+def _validate_data(
+    data: pd.DataFrame, schema: str = "", policy: str = "blocking"
+) -> dict[str, Any]:
     """Validate ``data`` against the schema file; every anomaly is a recorded check."""
     from conveyor.checks.schema import load_schema
     from conveyor.checks.validation import validate
@@ -40,7 +42,7 @@ validate_data = builtin(
 
 
 @step(name="profile_data")
-def _profile_data(data: pd.DataFrame) -> dict:
+def _profile_data(data: pd.DataFrame) -> dict[str, Any]:
     """A reference profile of ``data`` (histograms, quantiles, category counts)."""
     from conveyor.checks.profile import profile
 
@@ -52,22 +54,26 @@ profile_data = _profile_data
 
 
 def _check_drift_params(params: dict[str, Any]) -> None:
-    from conveyor.checks.drift import DriftOptions
+    from conveyor.checks.drift_config import drift_options
 
     check_policy("check_drift", params["policy"])
-    DriftOptions.from_config(params["options"] or {})
+    drift_options(params["options"])
 
 
 @step(name="check_drift")
 def _check_drift(
-    reference: Any, current: pd.DataFrame, options: dict | None = None, policy: str = "blocking"
-) -> dict:
+    reference: Any,
+    current: pd.DataFrame,
+    options: dict[str, Any] | None = None,
+    policy: str = "blocking",
+) -> dict[str, Any]:
     """Drift of ``current`` against ``reference`` (a table, or a profile from profile_data)."""
-    from conveyor.checks.drift import DriftOptions, drift
+    from conveyor.checks.drift import drift
+    from conveyor.checks.drift_config import drift_options
     from conveyor.checks.profile import Profile
 
     ref = Profile.from_json(reference) if isinstance(reference, dict) else reference
-    report = drift(ref, current, DriftOptions.from_config(options or {}))
+    report = drift(ref, current, drift_options(options))
     gate(report.check_results(), name="drift", policy=policy)
     result: dict[str, Any] = report.to_json()
     return result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -14,6 +14,7 @@ from conveyor.errors import ConfigError
 from conveyor.steps.builtin import builtin, check_policy
 
 PREDICT_METHODS = ("predict", "predict_proba")
+Predict = Literal["predict", "predict_proba"]
 
 
 def _features_and_label(data: pd.DataFrame, label: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -44,10 +45,10 @@ def _evaluate_model(
     model: Any,
     data: pd.DataFrame,
     label: str = "",
-    predict: str = "predict_proba",
+    predict: Predict = "predict_proba",
     slices: list[str] | None = None,
     bootstrap: int = 1000,
-) -> dict:
+) -> dict[str, Any]:
     """Metrics with bootstrap intervals, per-slice metrics and calibration, as an artifact."""
     from conveyor.checks.evaluation import evaluate_model as evaluate
 
@@ -56,7 +57,7 @@ def _evaluate_model(
         model,
         features,
         target,
-        predict=predict,  # type: ignore[arg-type]
+        predict=predict,
         slices=slices or None,
         bootstrap=bootstrap,
     )
@@ -100,14 +101,14 @@ def _validate_model(
     model: Any,
     data: pd.DataFrame,
     label: str = "",
-    predict: str = "predict_proba",
+    predict: Predict = "predict_proba",
     thresholds: dict[str, str] | None = None,
     champion: ArtifactRef = "",
     champion_rule: dict[str, Any] | None = None,
     slices: list[str] | None = None,
     behaviour: dict[str, Any] | None = None,
     policy: str = "blocking",
-) -> dict:
+) -> dict[str, Any]:
     """Bless the model or not: thresholds, champion/challenger by paired bootstrap, slices
     and behavioural checks. Every result is recorded; a blocking failure fails the run."""
     from conveyor.checks.model_gate import validate_model as run_gate
@@ -128,7 +129,7 @@ def _validate_model(
         config,
         champion=load_artifact(champion) if champion else None,
         predict=predict,
-    )  # type: ignore[arg-type]
+    )
     gate(outcome.results, name="model", policy=policy)
     result: dict[str, Any] = {"schema": "conveyor.model_gate/1", **outcome.to_dict()}
     return result
