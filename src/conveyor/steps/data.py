@@ -29,7 +29,7 @@ def _validate_data(
 
     report = validate(data, load_schema(project_file(schema, "schema", "checks.data.schema")))
     gate(report.check_results(), name="data", policy=policy)
-    result: dict[str, Any] = report.to_dict()
+    result: dict[str, Any] = {"schema": "conveyor.validation/1", **report.to_dict()}
     return result
 
 
@@ -47,7 +47,7 @@ def _profile_data(data: pd.DataFrame) -> dict[str, Any]:
     from conveyor.checks.profile import profile
 
     result: dict[str, Any] = profile(data).to_json()
-    return result
+    return result  # a Profile's JSON, read back by check_drift and `conveyor data drift`
 
 
 profile_data = _profile_data
@@ -75,7 +75,7 @@ def _check_drift(
     ref = Profile.from_json(reference) if isinstance(reference, dict) else reference
     report = drift(ref, current, drift_options(options))
     gate(report.check_results(), name="drift", policy=policy)
-    result: dict[str, Any] = report.to_json()
+    result: dict[str, Any] = {"schema": "conveyor.drift/1", **report.to_json()}
     return result
 
 
