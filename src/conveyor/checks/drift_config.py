@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.checks.drift import DriftOptions
-from conveyor.errors import ConfigError, did_you_mean
+from conveyor.errors import ConfigError, UsageError, did_you_mean
 
 # File key -> DriftOptions field; ``numeric`` and ``categorical`` read as in DESIGN.md §11.
 KEYS = {
@@ -41,3 +41,5 @@ def drift_options(raw: Mapping[str, Any] | None, where: str = "checks.data.drift
         return DriftOptions(**fields)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    except UsageError as exc:
+        raise ConfigError(f"{where}: {exc.message}", hint=exc.hint) from None

@@ -151,7 +151,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
     "methods",
     multiple=True,
     metavar="COLUMN=METHOD",
-    help="Use METHOD (ks, chisquare, wasserstein, jensenshannon, psi) for COLUMN.",
+    help="Use METHOD (ks, chisquare, z, wasserstein, jensenshannon, psi) for COLUMN.",
 )
 @click.option(
     "--threshold",
@@ -162,7 +162,7 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 )
 @click.option(
     "--drift-share",
-    type=click.FloatRange(0, 1),
+    type=click.FloatRange(0, 1, min_open=True),
     default=None,
     help="Share of drifted features that makes the dataset drifted (default 0.5).",
 )
