@@ -120,6 +120,9 @@ class InferOptions:
     null_slack: float = 1.5  # allowed nulls: max(observed * slack, observed + margin)
     null_margin: float = 0.01
     min_rows_unique: int = 20  # fewer non-null values never make a column unique
+    # Inferred numeric ranges are widened by this share of the observed span on each side
+    # (never across zero), so that a fresh sample's extremes are not flagged as anomalies.
+    range_margin: float = 0.1
 
 
 # --- inference ---------------------------------------------------------------------------
@@ -143,17 +146,22 @@ def infer_column(name: str, series: pd.Series, options: InferOptions) -> ColumnS
         return _infer_without_values(name, series, kind, allowed)
     if kind == ValueKind.INTEGER:
         values = numbers(series)
+        low, high = _widened(float(values.min()), float(values.max()), options)
         return ColumnSchema(
             name=name,
             type=LogicalType.INTEGER,
             max_null_fraction=allowed,
-            min=int(values.min()),
-            max=int(values.max()),
+            min=math.floor(low),
+            max=math.ceil(high),
             unique=_is_unique(series, rows - nulls, options),
         )
     if kind == ValueKind.FLOAT:
         finite = (values := numbers(series))[np.isfinite(values)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
+        lo, hi = (
+            _widened(float(finite.min()), float(finite.max()), options)
+            if finite.size
+            else (None, None)
+        )
         return ColumnSchema(
             name=name, type=LogicalType.FLOAT, max_null_fraction=allowed, min=lo, max=hi
         )
@@ -163,6 +171,16 @@ def infer_column(name: str, series: pd.Series, options: InferOptions) -> ColumnS
         logical = LogicalType.BOOLEAN if kind == ValueKind.BOOLEAN else LogicalType.TEXT
         return ColumnSchema(name=name, type=logical, max_null_fraction=allowed)
     return _infer_text(name, series, rows - nulls, allowed, options)
+
+
+def _widened(lo: float, hi: float, options: InferOptions) -> tuple[float, float]:
+    margin = (hi - lo) * options.range_margin
+    low, high = lo - margin, hi + margin
+    if lo >= 0 > low:
+        low = 0.0  # a column never seen negative stays non-negative
+    if hi <= 0 < high:
+        high = 0.0
+    return low, high
 
 
 def _allowed_nulls(nulls: int, rows: int, options: InferOptions) -> float:

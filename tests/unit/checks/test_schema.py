@@ -28,6 +28,9 @@ from conveyor.errors import EXIT_USAGE, ConfigError, UsageError
 N = 200
 
 
+EXACT = InferOptions(range_margin=0.0)  # ranges exactly as observed
+
+
 def applications() -> pd.DataFrame:
     """A realistic training frame: ids, numbers with nulls, categories, text, dates, flags."""
     rng = np.random.default_rng(7)
@@ -51,7 +54,7 @@ def applications() -> pd.DataFrame:
 
 def test_inference_on_a_realistic_frame() -> None:
     df = applications()
-    schema = infer_schema(df)
+    schema = infer_schema(df, EXACT)
     assert schema.version == 1
     assert schema.rows == N
     assert schema.names == list(df.columns)
@@ -193,7 +196,7 @@ def test_all_null_columns_keep_their_dtype_and_allow_only_nulls() -> None:
 
 def test_nan_is_null_and_infinity_is_left_out_of_the_range() -> None:
     df = pd.DataFrame({"x": [1.0, np.nan, np.inf, -np.inf, 3.5]})
-    column = infer_schema(df).columns[0]
+    column = infer_schema(df, EXACT).columns[0]
     assert (column.min, column.max) == (1.0, 3.5)
     assert column.max_null_fraction == pytest.approx(0.3)  # 1 of 5 observed, + 50%
     assert column.allow_infinite is False  # infinity is never inferred as allowed
@@ -207,14 +210,14 @@ def test_only_infinities_give_no_range() -> None:
 
 def test_mixed_types_in_an_object_column_are_categories_by_text_form() -> None:
     df = pd.DataFrame({"m": pd.Series([1, "a", 2.5, None, "1", 1], dtype=object)})
-    column = infer_schema(df).columns[0]
+    column = infer_schema(df, EXACT).columns[0]
     assert column.type == LogicalType.CATEGORICAL
     assert column.domain == ("1", "2.5", "a")
 
 
 def test_object_column_of_numbers_is_numeric() -> None:
     df = pd.DataFrame({"n": pd.Series([3, 1, None, 7], dtype=object)})
-    column = infer_schema(df).columns[0]
+    column = infer_schema(df, EXACT).columns[0]
     assert (column.type, column.min, column.max) == (LogicalType.INTEGER, 1, 7)
 
 
@@ -431,3 +434,17 @@ def test_missing_schema_file_says_how_to_make_one(tmp_path: Path) -> None:
 def test_schema_path_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_schema(tmp_path)
+
+
+def test_inferred_ranges_leave_room_for_a_fresh_sample_but_keep_the_sign() -> None:
+    df = pd.DataFrame(
+        {"income": [100.0, 200.0, 300.0], "age": [20, 40, 60], "loss": [-5.0, -3.0, -1.0]}
+    )
+    col = {c.name: c for c in infer_schema(df).columns}
+    assert (col["income"].min, col["income"].max) == (80.0, 320.0)
+    assert (col["age"].min, col["age"].max) == (16, 64)
+    assert col["loss"].min == pytest.approx(-5.4) and col["loss"].max == pytest.approx(-0.6)
+    near = {c.name: c for c in infer_schema(pd.DataFrame({"d": [-5.0, -0.1]})).columns}
+    assert near["d"].max == 0.0  # never seen positive: the margin stops at zero
+    low = {c.name: c for c in infer_schema(pd.DataFrame({"n": [0.5, 10.0]})).columns}
+    assert low["n"].min == 0.0  # never seen negative: stays non-negative

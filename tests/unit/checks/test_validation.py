@@ -12,6 +12,7 @@ import pytest
 
 from conveyor.checks.schema import (
     AnomalyKind,
+    InferOptions,
     ColumnSchema,
     LogicalType,
     Schema,
@@ -45,7 +46,7 @@ def training() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def schema() -> Schema:
-    return infer_schema(training())
+    return infer_schema(training(), InferOptions(range_margin=0.0))
 
 
 def only(report: ValidationReport, kind: AnomalyKind) -> Anomaly:
