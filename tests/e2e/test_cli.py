@@ -24,6 +24,9 @@ REPORTING = {
     "reproduce",
     "db upgrade",
     "db status",
+    "data schema infer",
+    "data validate",
+    "data drift",
 }
 
 
