@@ -1,4 +1,5 @@
-"""Training pipeline: ingest → split → featurize → train → evaluate.
+"""Training pipeline: ingest → validate_data → split → featurize → train → evaluate_model →
+validate_model (the model gate).
 
 Every step is seeded, so a run with the same params reproduces every artifact bit for bit.
 Params: ``n_rows``, ``seed`` and ``drift`` belong to the pipeline; ``test_size`` and the
@@ -12,13 +13,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from conveyor import log_metrics, pipeline, step
+from conveyor.steps import evaluate_model, validate_data, validate_model
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import accuracy_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from credit_risk.features import FeatureSpec, fit_spec, split_xy, transform
 from credit_risk.generate import generate_applications
 from credit_risk.schema import TARGET
+
+SLICES = ("region", "employment_type")
 
 
 @step
@@ -79,31 +83,26 @@ def train(
     return model
 
 
-@step
-def evaluate(model: HistGradientBoostingClassifier, test_features: pd.DataFrame) -> dict:
-    """Test-set metrics of the model, logged on the run and returned as the evaluation."""
-    x, y = split_xy(test_features)
-    proba = model.predict_proba(x)[:, 1]
-    metrics = {
-        "roc_auc": float(roc_auc_score(y, proba)),
-        "accuracy": float(accuracy_score(y, proba >= 0.5)),
-        "log_loss": float(log_loss(y, proba, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, proba)),
-    }
-    log_metrics(metrics)
-    return {
-        "metrics": metrics,
-        "n_test": len(y),
-        "default_rate": float(y.mean()),
-        "mean_predicted": float(proba.mean()),
-        "threshold": 0.5,
-    }
+@step(contracts={"output": {"min_rows": 100}})
+def evaluation_set(test_features: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """The test features with the raw columns the model is judged on per slice.
+
+    The model only ever sees its own feature columns; ``region`` and ``employment_type`` ride
+    along so that evaluate_model and validate_model can report and compare every slice.
+    """
+    frame = test_features.copy()
+    for column in SLICES:
+        frame[column] = test[column].fillna("missing").to_numpy()
+    return frame
 
 
 @pipeline
 def training(n_rows: int = 5000, seed: int = 7, drift: float = 0.0):
     raw = ingest(n_rows=n_rows, seed=seed, drift=drift)
+    validate_data(raw)
     train_set, test_set = split(raw, seed=seed)
     train_features, test_features, _spec = featurize(train_set, test_set)
     model = train(train_features, seed=seed)
-    evaluate(model, test_features)
+    held_out = evaluation_set(test_features, test_set)
+    evaluate_model(model, held_out)
+    validate_model(model, held_out)
