@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,11 @@ def test_same_sample_is_reused(conveyor_run):
     assert conveyor_run(params={"n_rows": 300}) is first
 
 
+def test_artifact_of_the_projects_last_run(conveyor_artifact):
+    metrics = conveyor_artifact("latest:evaluate")
+    assert set(metrics) == {"accuracy", "roc_auc"}
+
+
 def test_a_metric_that_misses(conveyor_run):
     assert_metric(conveyor_run(params={"n_rows": 300}), "roc_auc", ">= 0.99999")
 """
@@ -35,6 +41,7 @@ def test_fixtures_run_the_pipeline_in_stores_of_their_own(tmp_path: Path) -> Non
     project = tmp_path / "team"
     conveyor("init", str(project), cwd=tmp_path, check=True)
     write_files(project, {"tests/test_pipeline.py": TESTS})
+    conveyor("run", cwd=project, check=True)  # the team's own last run, read by a fixture
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_pipeline.py"],
         cwd=project,
@@ -44,6 +51,8 @@ def test_fixtures_run_the_pipeline_in_stores_of_their_own(tmp_path: Path) -> Non
         check=False,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "1 failed, 2 passed" in proc.stdout
+    assert "1 failed, 3 passed" in proc.stdout
     assert "expected >= 0.99999" in proc.stdout and "roc_auc = 0.9" in proc.stdout
-    assert not (project / ".conveyor").exists()  # the team's own stores are untouched
+    with sqlite3.connect(project / ".conveyor" / "conveyor.db") as db:
+        (runs,) = db.execute("SELECT count(*) FROM runs").fetchone()
+    assert runs == 1  # the sample runs went to stores of the test session, not the team's

@@ -106,3 +106,26 @@ def test_misspelt_schema_key_is_a_config_error_naming_the_file(make_sqlite_proje
     proc = conveyor("run", cwd=root)
     assert proc.returncode == 2
     assert "schemas/data.yaml" in proc.stderr and "did you mean 'min'?" in proc.stderr
+
+
+def test_infer_schema_step_stores_an_editable_yaml_file(make_sqlite_project) -> None:
+    source = PIPELINE.replace(
+        "from conveyor.steps import validate_data",
+        "from conveyor.steps import infer_schema, validate_data",
+    )
+    source = source.replace("    validate_data(data)\n", "    infer_schema(data)\n")
+    root = make_sqlite_project(
+        {"pipelines/main.py": source},
+        config="name: t\npipelines:\n  main: pipelines/main.py:main\n",
+    )
+    outcome = open_and_run(root)
+    assert outcome.status == "succeeded", [s.error for s in outcome.steps]
+    info = outcome.step("infer_schema").outputs["output"]
+    assert info.materializer == "file" and info.meta["filename"] == "schema.yaml"
+    from conveyor.checks.schema import schema_from_yaml
+    from conveyor.engine.project import open_project
+
+    with open_project(root, environ={}) as project:
+        text = project.artifacts.load(info, root / ".conveyor" / "tmp" / "s").read_text()
+    assert "version: 1" in text
+    assert schema_from_yaml(text).names == ["age", "region"]

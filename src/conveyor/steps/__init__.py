@@ -11,7 +11,14 @@ step, and so the run, with every reason; every check result is recorded on the r
 
 from __future__ import annotations
 
-from conveyor.steps.data import check_drift, profile_data, validate_data
+from conveyor.steps.data import check_drift, infer_schema, profile_data, validate_data
 from conveyor.steps.model import evaluate_model, validate_model
 
-__all__ = ["check_drift", "evaluate_model", "profile_data", "validate_data", "validate_model"]
+__all__ = [
+    "check_drift",
+    "evaluate_model",
+    "infer_schema",
+    "profile_data",
+    "validate_data",
+    "validate_model",
+]

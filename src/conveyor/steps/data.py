@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,6 +40,21 @@ validate_data = builtin(
     check_params=_check_validate,
     file_params=("schema",),
 )
+
+
+@step(name="infer_schema")
+def _infer_schema(data: pd.DataFrame, max_categories: int = 50) -> Path:
+    """The schema of ``data`` as a versioned, human-editable YAML file artifact."""
+    import tempfile
+
+    from conveyor.checks.schema import InferOptions, infer_schema, save_schema
+
+    path = Path(tempfile.mkdtemp(prefix="conveyor-schema-")) / "schema.yaml"
+    save_schema(infer_schema(data, InferOptions(max_categories=max_categories)), path)
+    return path
+
+
+infer_schema = _infer_schema
 
 
 @step(name="profile_data")

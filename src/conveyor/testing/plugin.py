@@ -50,3 +50,21 @@ def conveyor_run(
         return done[key]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def conveyor_artifact(conveyor_project: Path) -> Callable[[str], Any]:
+    """Load an artifact from the project's own store: ``conveyor_artifact("latest:train")``
+    (a run's step output, or a digest prefix). Read-only: nothing is run or written."""
+    from conveyor.engine.lineage import resolve
+    from conveyor.engine.project import open_project
+    from conveyor.store import queries
+
+    def load(ref: str) -> Any:
+        with open_project(conveyor_project) as project:
+            digest, run_id = resolve(project.metadata, ref)
+            if digest is None:
+                raise LookupError(f"'{ref}' names run {run_id}, not an artifact; add :STEP")
+            return project.artifacts.load(queries.find_artifact(project.metadata, digest))
+
+    return load
