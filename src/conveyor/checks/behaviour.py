@@ -7,61 +7,37 @@ multiclass one (a change is then the largest change over the classes), or the pr
 a regressor. A check that is asked nothing (empty rows, an unknown column) raises
 :class:`~conveyor.errors.UsageError`; a model that fails or returns NaN on the rows, or a
 perturbation that changes no value, gives a result that did not pass, saying why.
+
+:class:`Case`, :class:`BehaviourSpec` and :func:`parse_behaviour` (the configuration block)
+are defined in :mod:`conveyor.checks.behaviour_spec` and re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from conveyor.checks.bootstrap import FloatArray
-from conveyor.checks.evaluation import json_scalar, model_output
+from conveyor.checks.behaviour_spec import BehaviourSpec, Case, parse_behaviour
+from conveyor.checks.evaluation_report import json_scalar
+from conveyor.checks.model_output import Method, model_output, row_scores
+from conveyor.checks.scored import FloatArray
 from conveyor.core.checks import CheckResult, Severity
-from conveyor.errors import ConfigError, UsageError, did_you_mean
+from conveyor.errors import UsageError, did_you_mean
 
-Method = Literal["auto", "predict_proba", "predict"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Case:
-    """A minimum-functionality case: one input row and what the model must say about it."""
-
-    name: str
-    inputs: Mapping[str, Any]
-    label: Any = None  # expected ``predict`` output
-    min_score: float | None = None  # expected score range (inclusive)
-    max_score: float | None = None
-
-
-def _method(model: Any, predict: Method) -> Literal["predict_proba", "predict"]:
-    if predict != "auto":
-        return predict
-    return "predict_proba" if callable(getattr(model, "predict_proba", None)) else "predict"
-
-
-def _scores(model: Any, X: pd.DataFrame, method: Method, what: str) -> FloatArray | str:
-    """The score of each row, or why the model did not give one."""
-    chosen = _method(model, method)
-    try:
-        raw = model_output(model, X, chosen)
-        out = np.asarray(raw, dtype=np.float64)
-    except UsageError as exc:
-        return f"on the {what} rows: {exc.message}"
-    except (TypeError, ValueError):
-        return f"{chosen}() returned non-numeric values on the {what} rows; use predict_proba"
-    if out.ndim == 2 and out.shape[1] <= 2:
-        out = out[:, -1]
-    if out.ndim not in (1, 2) or out.shape[0] != len(X):
-        return f"{chosen}() returned shape {out.shape} for {len(X)} {what} rows"
-    bad = int((~np.isfinite(out)).reshape(len(X), -1).any(axis=1).sum())
-    if bad:
-        return f"{chosen}() returned NaN or infinite scores for {bad} of the {what} rows"
-    return out
+__all__ = [
+    "BehaviourSpec",
+    "Case",
+    "Method",
+    "check_direction",
+    "check_invariance",
+    "check_minimum_functionality",
+    "parse_behaviour",
+    "run_behaviour",
+]
 
 
 def _rows(X: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
@@ -133,9 +109,8 @@ def check_invariance(
     found = _largest_changes(model, X, plans, predict)
     if isinstance(found, str):
         return _failed(check, f"model failed {found}")
-    change, which = found
+    change = found[0]
     violations = int((change > epsilon).sum())
-    top = np.argsort(-change, kind="stable")[: max(examples, 0)]
     return CheckResult(
         name=check,
         kind="model",
@@ -147,36 +122,44 @@ def check_invariance(
             "rows": float(len(X)),
         },
         message=_invariance_message(plans[0][0], change, violations, epsilon),
-        details={
-            "epsilon": epsilon,
-            "worst_rows": [_worst_row(X, column, plans, which[r], change[r], r) for r in top],
-        },
+        details={"epsilon": epsilon, "worst_rows": _worst_rows(X, column, plans, found, examples)},
     )
 
 
-def _worst_row(
-    X: pd.DataFrame, column: str, plans: list[tuple[str, pd.DataFrame]], i: Any, change: Any, r: Any
-) -> dict[str, Any]:
-    what, changed = plans[int(i)]
-    return {
-        "row": json_scalar(X.index[r]),
-        "change": float(change),
-        "perturbation": what,
-        "value_before": json_scalar(X[column].iloc[r]),
-        "value_after": json_scalar(changed[column].iloc[r]),
-    }
+def _worst_rows(
+    X: pd.DataFrame,
+    column: str,
+    plans: list[tuple[str, pd.DataFrame]],
+    found: tuple[FloatArray, npt.NDArray[np.intp]],
+    examples: int,
+) -> list[dict[str, Any]]:
+    """The ``examples`` rows whose score moved most, and the perturbation that moved it."""
+    change, which = found
+    worst = []
+    for r in np.argsort(-change, kind="stable")[: max(examples, 0)]:
+        what, changed = plans[int(which[r])]
+        worst.append(
+            {
+                "row": json_scalar(X.index[r]),
+                "change": float(change[r]),
+                "perturbation": what,
+                "value_before": json_scalar(X[column].iloc[r]),
+                "value_after": json_scalar(changed[column].iloc[r]),
+            }
+        )
+    return worst
 
 
 def _largest_changes(
     model: Any, X: pd.DataFrame, plans: list[tuple[str, pd.DataFrame]], predict: Method
 ) -> tuple[FloatArray, npt.NDArray[np.intp]] | str:
     """Per row, the largest score change over the perturbations, and which one it was."""
-    base = _scores(model, X, predict, "original")
+    base = row_scores(model, X, predict, "original")
     if isinstance(base, str):
         return base
     moves: list[FloatArray] = []
     for _, changed in plans:
-        moved = _scores(model, changed, predict, "perturbed")
+        moved = row_scores(model, changed, predict, "perturbed")
         if isinstance(moved, str):
             return moved
         moves.append(np.abs(moved - base).reshape(len(X), -1).max(axis=1))
@@ -215,19 +198,16 @@ def check_direction(
     if not present.any():
         return _failed(check, f"{column!r} is missing on every row: nothing was checked")
     rows = X[present]
-    base = _scores(model, rows, predict, "original")
-    moved = _scores(model, rows.assign(**{column: rows[column] + delta}), predict, "shifted")
-    if isinstance(base, str) or isinstance(moved, str):
-        return _failed(check, f"model failed {base if isinstance(base, str) else moved}")
-    if base.ndim != 1:
-        raise UsageError(
-            "a directional check needs one score per row; this model gives class probabilities",
-            hint="check a binary classifier or a regressor, or wrap the model to give one score",
-        )
+    found = _shifted_scores(model, rows, column, delta, predict)
+    if isinstance(found, str):
+        return _failed(check, f"model failed {found}")
+    base, moved = found
     change = moved - base
     wrong = -change if expect == "non_decreasing" else change
     bad = wrong > tolerance
-    top = np.argsort(-wrong, kind="stable")[: max(examples, 0)]
+    worst = np.argsort(-wrong, kind="stable")[: max(examples, 0)]
+    shown = _direction_examples(rows, column, found, worst[bad[worst]])
+    missing = int((~present).sum())
     return CheckResult(
         name=check,
         kind="model",
@@ -238,24 +218,46 @@ def check_direction(
             "max_violation": float(max(wrong.max(), 0.0)),
             "mean_change": float(change.mean()),
         },
-        message=_direction_message(
-            column, delta, expect, wrong[bad], rows.shape[0], int((~present).sum())
-        ),
-        details={
-            "delta": delta,
-            "expect": expect,
-            "tolerance": tolerance,
-            "examples": [
-                {
-                    "row": json_scalar(rows.index[r]),
-                    "value": json_scalar(rows[column].iloc[r]),
-                    "score_before": float(base[r]),
-                    "score_after": float(moved[r]),
-                }
-                for r in top[bad[top]]
-            ],
-        },
+        message=_direction_message(column, delta, expect, wrong[bad], rows.shape[0], missing),
+        details={"delta": delta, "expect": expect, "tolerance": tolerance, "examples": shown},
     )
+
+
+def _shifted_scores(
+    model: Any, rows: pd.DataFrame, column: str, delta: float, predict: Method
+) -> tuple[FloatArray, FloatArray] | str:
+    """One score per row before and after adding ``delta`` to ``column``, or why there is none."""
+    base = row_scores(model, rows, predict, "original")
+    moved = row_scores(model, rows.assign(**{column: rows[column] + delta}), predict, "shifted")
+    if isinstance(base, str):
+        return base
+    if isinstance(moved, str):
+        return moved
+    if base.ndim != 1:
+        raise UsageError(
+            "a directional check needs one score per row; this model gives class probabilities",
+            hint="check a binary classifier or a regressor, or wrap the model to give one score",
+        )
+    return base, moved
+
+
+def _direction_examples(
+    rows: pd.DataFrame,
+    column: str,
+    scores: tuple[FloatArray, FloatArray],
+    which: npt.NDArray[np.intp],
+) -> list[dict[str, Any]]:
+    """The rows ``which`` (positions in ``rows``) with their value and scores."""
+    base, moved = scores
+    return [
+        {
+            "row": json_scalar(rows.index[r]),
+            "value": json_scalar(rows[column].iloc[r]),
+            "score_before": float(base[r]),
+            "score_after": float(moved[r]),
+        }
+        for r in which
+    ]
 
 
 def _shiftable(X: pd.DataFrame, column: str, delta: float, expect: str) -> npt.NDArray[np.bool_]:
@@ -337,7 +339,7 @@ def check_minimum_functionality(
         if labels.shape[:1] != (len(cases),):
             return _failed(name, f"predict() returned shape {labels.shape} for {len(cases)} cases")
     if any(c.min_score is not None or c.max_score is not None for c in cases):
-        found = _scores(model, X, predict, "case")
+        found = row_scores(model, X, predict, "case")
         if isinstance(found, str):
             return _failed(name, f"model failed {found}")
         if found.ndim != 1:
@@ -359,73 +361,7 @@ def check_minimum_functionality(
     )
 
 
-# --- configuration ------------------------------------------------------------------------
-
-_KEYS = {
-    "invariance": (("column",), ("epsilon", "values", "seed", "predict", "name")),
-    "direction": (("column", "delta", "expect"), ("tolerance", "predict", "name")),
-    "cases": (("name", "inputs"), ("label", "min_score", "max_score")),
-}
-
-
-_NUMBER = ((int, float), "a number")
-_TYPES: dict[str, tuple[Any, str]] = {
-    "column": (str, "a column name"),
-    "name": (str, "a string"),
-    "predict": (str, "predict_proba or predict"),
-    "values": (list, "a list"),
-    "inputs": (Mapping, "a mapping of column to value"),
-    "seed": (int, "a whole number"),
-    **{key: _NUMBER for key in ("epsilon", "delta", "tolerance", "min_score", "max_score")},
-}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BehaviourSpec:
-    """The ``checks.model.behaviour`` block: keyword arguments of each check to run."""
-
-    invariance: tuple[dict[str, Any], ...] = ()
-    direction: tuple[dict[str, Any], ...] = ()
-    cases: tuple[Case, ...] = ()
-
-
-def _entries(raw: Mapping[str, Any], kind: str, where: str) -> list[dict[str, Any]]:
-    required, optional = _KEYS[kind]
-    entries = raw.get(kind) or []
-    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
-        raise ConfigError(f"{where}.{kind} must be a list of mappings")
-    for i, entry in enumerate(entries):
-        for key in entry:
-            if key not in required + optional:
-                hint = did_you_mean(str(key), required + optional)
-                raise ConfigError(f"{where}.{kind}[{i}]: unknown key {key!r}", hint=hint)
-        missing = [key for key in required if key not in entry]
-        if missing:
-            raise ConfigError(f"{where}.{kind}[{i}]: {', '.join(missing)} missing")
-        for key, value in entry.items():
-            expected = _TYPES.get(key)
-            if expected and (isinstance(value, bool) or not isinstance(value, expected[0])):
-                raise ConfigError(f"{where}.{kind}[{i}].{key} must be {expected[1]}, not {value!r}")
-        if entry.get("expect", "non_decreasing") not in ("non_decreasing", "non_increasing"):
-            raise ConfigError(
-                f"{where}.{kind}[{i}].expect must be non_decreasing or non_increasing"
-            )
-    return [dict(e) for e in entries]
-
-
-def parse_behaviour(raw: Any, where: str = "checks.model.behaviour") -> BehaviourSpec:
-    """``{invariance: [{column: gender, epsilon: 0.01}], direction: [...], cases: [...]}``."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a mapping, not {type(raw).__name__}")
-    for key in raw:
-        if key not in _KEYS:
-            hint = did_you_mean(str(key), list(_KEYS)) or f"known keys: {', '.join(_KEYS)}"
-            raise ConfigError(f"{where}: unknown key {key!r}", hint=hint)
-    return BehaviourSpec(
-        invariance=tuple(_entries(raw, "invariance", where)),
-        direction=tuple(_entries(raw, "direction", where)),
-        cases=tuple(Case(**c) for c in _entries(raw, "cases", where)),
-    )
+# --- the configured checks ----------------------------------------------------------------
 
 
 def run_behaviour(model: Any, X: pd.DataFrame, spec: BehaviourSpec) -> list[CheckResult]:
