@@ -14,7 +14,7 @@ from conveyor.errors import EXIT_INTERNAL, EXIT_USAGE, ConveyorError
 COMMANDS = {
     "init": ("conveyor.cli.init_cmd:init", "Create a new project from a working template."),
     "run": ("conveyor.cli.run_cmd:run", "Run a pipeline, reusing verified cached steps."),
-    "runs": ("conveyor.cli.runs_cmd:runs", "List, show and compare runs."),
+    "runs": ("conveyor.cli.runs_cmd:runs", "List, show, compare and report runs."),
     "artifacts": ("conveyor.cli.artifacts_cmd:artifacts", "Inspect stored artifacts."),
     "lineage": (
         "conveyor.cli.lineage_cmd:lineage",

@@ -11,7 +11,7 @@ from conveyor.cli.output import console, emit_json, json_option, open_project_fr
 
 @click.group()
 def runs() -> None:
-    """List, show and compare runs."""
+    """List, show, compare and report runs."""
 
 
 def _duration(run: Any) -> str:
@@ -247,3 +247,8 @@ def compare(ctx: click.Context, run_refs: tuple[str, ...], show_all: bool, as_js
         result("params and metrics are equal in all runs (use --all to list them)")
         return
     console().print(table)
+
+
+from conveyor.cli.report_cmd import report  # noqa: E402 - registered after the group exists
+
+runs.add_command(report)
