@@ -12,8 +12,8 @@ import pytest
 
 from conveyor.checks.schema import (
     AnomalyKind,
-    InferOptions,
     ColumnSchema,
+    InferOptions,
     LogicalType,
     Schema,
     infer_schema,
