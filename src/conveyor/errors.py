@@ -46,6 +46,12 @@ class NotFoundError(UsageError):
     """A run, artifact or other reference does not exist."""
 
 
+class ConflictError(ConveyorError):
+    """Another writer got there first (a version number, a package, a promotion)."""
+
+    exit_code = EXIT_FAILED
+
+
 class SchemaMismatchError(UsageError):
     """The metadata database was written by another version of Conveyor."""
 

@@ -50,7 +50,7 @@ def test_old_schema_is_refused_with_hint_then_upgrade_keeps_rows(make_project, m
     assert '"up_to_date": false' in status.stdout
 
     upgraded = conveyor("db", "upgrade", cwd=root, check=True)
-    assert "0001 -> 0002" in upgraded.stdout
+    assert f"0001 -> {db.SCHEMA_REVISION}" in upgraded.stdout
 
     shown = conveyor("runs", "show", first.run_id, "--json", cwd=root, check=True)
     assert first.run_id in shown.stdout and '"status": "succeeded"' in shown.stdout

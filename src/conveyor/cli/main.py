@@ -25,6 +25,7 @@ COMMANDS = {
         "Re-execute a run from its recorded commit and compare every artifact.",
     ),
     "db": ("conveyor.cli.db_cmd:db", "Manage the metadata database schema."),
+    "model": ("conveyor.cli.model_cmd:model", "Register, list, show and package models."),
     "data": ("conveyor.cli.data_cmd:data", "Infer schemas, validate data, measure drift."),
 }
 

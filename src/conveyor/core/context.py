@@ -25,6 +25,7 @@ class StepContext:
     metrics: dict[str, float] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
     loader: Callable[[str], Any] | None = None  # loads the artifacts of ArtifactRef params
+    inputs: dict[str, str] = field(default_factory=dict)  # argument -> input artifact digest
 
 
 def current_step() -> StepContext | None:
@@ -81,3 +82,14 @@ def load_artifact(digest: str) -> Any:
             hint="annotate the param with conveyor.ArtifactRef and pass its value",
         )
     return ctx.loader(digest)
+
+
+def input_digest(argument: str) -> str:
+    """Inside a step: the digest of the artifact given to ``argument``."""
+    ctx = _CURRENT.get()
+    if ctx is None or argument not in ctx.inputs:
+        raise UsageError(
+            f"no input artifact '{argument}' in the current step",
+            hint="call input_digest() inside a step, for one of its inputs",
+        )
+    return ctx.inputs[argument]

@@ -113,6 +113,7 @@ def run_task(
     scratch = Path(tempfile.gettempdir()) / f"conveyor-{task.name}-{uuid.uuid4().hex}"
     ctx = context.StepContext(step=task.name, run_id=task.run_id, root=task.root)
     ctx.loader = lambda digest: _load_ref(task, store, digest, scratch)
+    ctx.inputs = {arg: info.digest for arg, info in task.inputs.items()}
     token = context.enter(ctx)
     started = time.perf_counter()
     handler = _Capture(sink)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from conveyor.steps.data import check_drift, infer_schema, profile_data, validate_data
 from conveyor.steps.model import evaluate_model, validate_model
+from conveyor.steps.register import register
 
 __all__ = [
     "check_drift",
     "evaluate_model",
     "infer_schema",
     "profile_data",
+    "register",
     "validate_data",
     "validate_model",
 ]

@@ -135,3 +135,22 @@ check_results = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_check_results_run", "run_id"),
 )
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("step", NAME, nullable=False),
+    sa.Column("output", NAME, nullable=False),
+    sa.Column("digest", DIGEST, sa.ForeignKey("artifacts.digest"), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("package_digest", DIGEST),
+    sa.Column("created_by", sa.String(200), nullable=False, server_default=""),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+    sa.Index("ix_model_versions_digest", "digest"),
+)
