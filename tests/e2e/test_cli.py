@@ -27,6 +27,9 @@ REPORTING = {
     "data schema infer",
     "data validate",
     "data drift",
+    "model register",
+    "model list",
+    "model show",
 }
 
 

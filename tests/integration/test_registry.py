@@ -116,3 +116,12 @@ def test_register_step_registers_each_new_model_once(make_project) -> None:
     listed = json.loads(conveyor("model", "list", "--json", cwd=root, check=True).stdout)
     assert [(m["version"], m["step"]) for m in listed] == [(2, "train"), (1, "train")]
     assert listed[1]["run_id"] == first.run_id
+
+
+def test_lineage_of_a_model_version(make_sqlite_project) -> None:
+    root = make_sqlite_project({"pipelines/main.py": PIPELINE}, config=CONFIG)
+    run = open_and_run(root, params={"c": "0.25"})
+    conveyor("model", "register", run.run_id, cwd=root, check=True)
+    data = json.loads(conveyor("lineage", "churn:1", "--json", cwd=root, check=True).stdout)
+    assert data["upstream"]["step"] == "train"
+    assert data["upstream"]["params"] == {"c": 0.25}
