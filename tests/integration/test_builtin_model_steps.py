@@ -102,3 +102,24 @@ def test_threshold_on_unknown_metric_is_refused_with_a_suggestion(make_sqlite_pr
     assert proc.returncode == 2
     assert "roc_acu" in proc.stderr and "did you mean 'roc_auc'?" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_champion_named_by_model_version(make_sqlite_project) -> None:
+    root = make_sqlite_project({"pipelines/main.py": PIPELINE}, config=CONFIG)
+    champion = open_and_run(root)
+    conveyor("model", "register", champion.run_id, "--name", "m", cwd=root, check=True)
+    proc = conveyor(
+        "run",
+        "-p",
+        "use_signal=false",
+        "-p",
+        "champion=m:1",
+        "-p",
+        "validate_model.thresholds={}",
+        cwd=root,
+    )
+    assert proc.returncode == 1
+    assert "champion:roc_auc" in proc.stderr
+    shown = json.loads(conveyor("runs", "show", "latest", "--json", cwd=root).stdout)
+    step = next(s for s in shown["steps"] if s["name"] == "validate_model")
+    assert step["params"]["champion"] == champion.step("train").outputs["output"].digest

@@ -29,22 +29,6 @@ def _add(tree: Any, node: Any, digest: str | None) -> None:
         _add(sub, child, None)
 
 
-def _model_version(store: Any, ref: str) -> tuple[str, None] | None:
-    """The model artifact of ``NAME:VERSION`` when ``ref`` names a registered version."""
-    from conveyor.errors import ConveyorError
-    from conveyor.registry.versions import list_versions, resolve_version
-
-    name, sep, version = ref.partition(":")
-    if not sep or not (version.isdigit() or version == "latest"):
-        return None
-    try:
-        if not list_versions(store, name):
-            return None
-        return resolve_version(store, ref).digest, None
-    except ConveyorError:
-        return None
-
-
 @click.command()
 @click.argument("ref")
 @json_option
@@ -63,7 +47,7 @@ def lineage(ctx: click.Context, ref: str, as_json: bool) -> None:
 
     project = open_project_from(ctx)
     store = project.metadata
-    digest, run_id = _model_version(store, ref) or lin.resolve(store, ref)
+    digest, run_id = lin.resolve(store, ref)
     if run_id is not None:
         run = queries.get_run(store, run_id)
         steps = queries.step_runs(store, run_id)

@@ -1,7 +1,8 @@
 """Lineage: what produced an artifact (down to source files, commit and params), and what used it.
 
 References: an artifact digest prefix (4+ hex characters), a run (id, prefix, ``latest``,
-``latest~N``), or an output of a run, ``RUN:STEP`` / ``RUN:STEP.OUTPUT``.
+``latest~N``), an output of a run, ``RUN:STEP`` / ``RUN:STEP.OUTPUT``, or a registered model
+version ``NAME:VERSION`` / ``NAME:latest``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def resolve(store: MetadataStore, ref: str) -> tuple[str | None, str | None]:
     """(digest, run_id) that ``ref`` names; exactly one is set."""
     run_ref, sep, step_ref = ref.partition(":")
     if sep:
+        registered = queries.model_version_digest(store, run_ref, step_ref)
+        if registered is not None:
+            return registered, None  # a model version, NAME:VERSION
         run = queries.get_run(store, run_ref)
         step_name, _, output = step_ref.partition(".")
         steps = {s.name: s for s in queries.step_runs(store, run.id)}

@@ -190,3 +190,18 @@ def check_results(store: MetadataStore, run_id: str) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def model_version_digest(store: MetadataStore, name: str, version: str) -> str | None:
+    """The model artifact of a registered version (``latest`` or a number), or None."""
+    mv = t.model_versions
+    query = sa.select(mv.c.digest).where(mv.c.name == name)
+    if version == "latest":
+        query = query.order_by(mv.c.version.desc()).limit(1)
+    elif version.isdigit():
+        query = query.where(mv.c.version == int(version))
+    else:
+        return None
+    with store.engine.connect() as conn:
+        row = conn.execute(query).first()
+    return str(row[0]) if row else None
