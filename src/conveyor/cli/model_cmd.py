@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
 import click
 
 from conveyor.cli.output import console, emit_json, json_option, open_project_from, result
 
+if TYPE_CHECKING:
+    from conveyor.engine.project import Project
+    from conveyor.registry.versions import ModelVersion
+
 
 @click.group()
 def model() -> None:
-    """Register, list, show and package model versions."""
+    """Register, list, show, package, validate and export model versions."""
 
 
 def _pairs(items: tuple[str, ...]) -> dict[str, str]:
@@ -132,3 +139,163 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
         out.print(f"tag {key}={value}", markup=False)
     failed = [c for c in checks if not c["passed"]]
     out.print(f"checks of the run: {len(checks) - len(failed)} passed, {len(failed)} failed")
+
+
+@model.command("package")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option(
+    "--golden",
+    "golden_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Rows (CSV or Parquet) for the golden predictions, when the run has no "
+    "evaluate_model/validate_model step whose data to take.",
+)
+@click.option(
+    "--golden-rows",
+    type=click.IntRange(1, 100_000),
+    default=200,
+    show_default=True,
+    help="How many evaluation rows become golden inputs.",
+)
+@json_option
+@click.pass_context
+def package(
+    ctx: click.Context, ref: str, golden_path: Path | None, golden_rows: int, as_json: bool
+) -> None:
+    """Build the immutable release package of a model version (digest-addressed): model,
+    MLmodel manifest with signature, requirements lock, golden predictions, evidence."""
+    from conveyor.registry.package import build_package
+    from conveyor.registry.versions import resolve_version
+
+    project = open_project_from(ctx)
+    golden = None
+    if golden_path is not None:
+        from conveyor.checks.datasets import read_table
+
+        golden = read_table(golden_path)
+    info = build_package(
+        project, resolve_version(project.metadata, ref), golden_rows=golden_rows, golden=golden
+    )
+    if as_json:
+        emit_json(info.to_json())
+    else:
+        result(
+            f"packaged {info.ref}: {info.digest} ({len(info.files)} files, "
+            f"{info.golden_rows} golden rows)"
+        )
+
+
+@model.command("export")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mlflow"]),
+    default="mlflow",
+    show_default=True,
+    help="The format to export to.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write (must not exist, or be empty).",
+)
+@click.option(
+    "--serialization",
+    type=click.Choice(["skops", "pickle"]),
+    default="skops",
+    show_default=True,
+    help="How the model file is written: skops (MLflow 3.9+) or pickle (older MLflow).",
+)
+@click.pass_context
+def export(
+    ctx: click.Context,
+    ref: str,
+    fmt: str,
+    output: Path,
+    serialization: Literal["skops", "pickle"],
+) -> None:
+    """Export a packaged model version as a directory MLflow loads (mlflow.pyfunc.load_model)."""
+    import shutil
+
+    from conveyor.registry.mlflow_export import export_mlflow
+    from conveyor.registry.package import open_package
+
+    project = open_project_from(ctx)
+    mv = _packaged(project, ref)
+    directory = open_package(project, mv)
+    try:
+        export_mlflow(
+            directory,
+            output,
+            serialization=serialization,
+            trusted_types=project.config.trust.skops_types,
+        )
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    result(f"exported {mv.ref} to {output} ({fmt}, {serialization})")
+
+
+def _packaged(project: Project, ref: str) -> ModelVersion:
+    from conveyor.errors import UsageError
+    from conveyor.registry.versions import resolve_version
+
+    mv = resolve_version(project.metadata, ref)
+    if not mv.package_digest:
+        raise UsageError(
+            f"{mv.ref} has no package yet", hint=f"run 'conveyor model package {mv.ref}'"
+        )
+    return mv
+
+
+@model.command("validate")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@click.option(
+    "--venv",
+    is_flag=True,
+    help="Load it in a fresh virtual environment built from the package's lock.",
+)
+@click.option(
+    "--python",
+    "python_version",
+    metavar="VERSION",
+    help="Python version for --venv (e.g. 3.11); default: this interpreter's.",
+)
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1e-9,
+    show_default=True,
+    help="Largest absolute difference allowed between golden and reproduced scores.",
+)
+@json_option
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    ref: str,
+    venv: bool,
+    python_version: str | None,
+    tolerance: float,
+    as_json: bool,
+) -> None:
+    """Infra validation (a gate): load the package in a fresh process and reproduce its golden
+    predictions; exits 1 naming the missing package, the differing version or the rows."""
+    from conveyor.errors import EXIT_FAILED
+    from conveyor.registry.infra import validate_package
+
+    project = open_project_from(ctx)
+    report = validate_package(
+        project,
+        _packaged(project, ref),
+        venv=venv,
+        python=python_version,
+        tolerance=tolerance,
+    )
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        click.echo(report.to_text())
+    if not report.passed:
+        ctx.exit(EXIT_FAILED)
