@@ -30,6 +30,9 @@ REPORTING = {
     "model register",
     "model list",
     "model show",
+    "model package",
+    "model validate",
+    "predict",
 }
 
 

@@ -28,6 +28,10 @@ def test_package_validate_and_refuse_unpackaged(tmp_path: Path) -> None:
     data = json.loads(report.stdout)
     assert data["passed"] is True
 
+    onnx = json.loads(conveyor("model", "validate", mv.ref, "--onnx", "--json", cwd=root).stdout)
+    assert onnx["onnx"]["passed"] is True and len(onnx["onnx"]["digest"]) == 64
+    assert {r["name"] for r in onnx["onnx"]["results"]} >= {"onnx:golden", "onnx:sample"}
+
     out = tmp_path / "mlflow-model"
     conveyor("model", "export", mv.ref, "-o", str(out), cwd=root, check=True)
     assert (out / "MLmodel").is_file()

@@ -25,7 +25,13 @@ COMMANDS = {
         "Re-execute a run from its recorded commit and compare every artifact.",
     ),
     "db": ("conveyor.cli.db_cmd:db", "Manage the metadata database schema."),
-    "model": ("conveyor.cli.model_cmd:model", "Register, list, show and package models."),
+    "model": ("conveyor.cli.model_cmd:model", "Register, package, validate and export models."),
+    "predict": ("conveyor.cli.predict_cmd:predict", "Batch predictions with a model version."),
+    "serve": ("conveyor.cli.serve_cmd:serve", "Serve a packaged model version over HTTP."),
+    "loadtest": (
+        "conveyor.cli.loadtest_cmd:loadtest",
+        "Load-test a prediction service; gate on an SLO.",
+    ),
     "data": ("conveyor.cli.data_cmd:data", "Infer schemas, validate data, measure drift."),
 }
 

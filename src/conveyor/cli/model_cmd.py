@@ -270,6 +270,12 @@ def _packaged(project: Project, ref: str) -> ModelVersion:
     show_default=True,
     help="Largest absolute difference allowed between golden and reproduced scores.",
 )
+@click.option(
+    "--onnx",
+    is_flag=True,
+    help="Also compile to ONNX and prove it equivalent on the golden and evaluation "
+    "rows; only then is the ONNX file stored for serving.",
+)
 @json_option
 @click.pass_context
 def validate(
@@ -278,6 +284,7 @@ def validate(
     venv: bool,
     python_version: str | None,
     tolerance: float,
+    onnx: bool,
     as_json: bool,
 ) -> None:
     """Infra validation (a gate): load the package in a fresh process and reproduce its golden
@@ -286,16 +293,35 @@ def validate(
     from conveyor.registry.infra import validate_package
 
     project = open_project_from(ctx)
-    report = validate_package(
-        project,
-        _packaged(project, ref),
-        venv=venv,
-        python=python_version,
-        tolerance=tolerance,
-    )
+    mv = _packaged(project, ref)
+    report = validate_package(project, mv, venv=venv, python=python_version, tolerance=tolerance)
+    data, text, passed = report.to_json(), report.to_text(), report.passed
+    if onnx:
+        from conveyor.registry.onnx_gate import compile_and_prove
+
+        outcome = compile_and_prove(project, mv)
+        passed = passed and outcome.passed
+        data["onnx"] = {
+            "passed": outcome.passed,
+            "digest": outcome.onnx_digest,
+            "results": [
+                {"name": r.name, "passed": r.passed, "message": r.message, "metrics": r.metrics}
+                for r in outcome.results
+            ],
+        }
+        data["passed"] = passed
+        verdict = (
+            f"ONNX may serve it ({outcome.onnx_digest[:12]})"
+            if outcome.onnx_digest
+            else "ONNX may not serve it"
+        )
+        lines = [
+            f"  {'ok  ' if r.passed else 'FAIL'} {r.name}: {r.message}" for r in outcome.results
+        ]
+        text = "\n".join([text, f"onnx: {verdict}", *lines])
     if as_json:
-        emit_json(report.to_json())
+        emit_json(data)
     else:
-        click.echo(report.to_text())
-    if not report.passed:
+        click.echo(text)
+    if not passed:
         ctx.exit(EXIT_FAILED)

@@ -36,8 +36,13 @@ def console(stderr: bool = False) -> Any:
     stream = sys.stderr if stderr else sys.stdout
     # Piped output keeps whole lines (ids, digests) instead of rich's 80-column default.
     width = None if use_color(stream) else 200
+    # emoji=False: names such as "input:a" must print as written, not as an emoji code.
     return Console(
-        stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False, width=width
+        stderr=stderr,
+        no_color=bool(os.environ.get("NO_COLOR")),
+        highlight=False,
+        width=width,
+        emoji=False,
     )
 
 

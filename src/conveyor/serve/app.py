@@ -1,0 +1,349 @@
+"""The prediction service: a plain ASGI app (no framework, no middleware) around one model.
+
+Per request the hot path is: route by a dict lookup, read the body under its limits, parse it
+with orjson, check it against the signature into numpy columns, call the model (see
+:mod:`conveyor.serve.predictor`), write the JSON answer, and queue a reference for the
+prediction log. Metrics are plain counter increments; nothing is written to
+disk or logged per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from conveyor.serve import invocations, json_codec, protocol_v2
+from conveyor.serve.limits import Disconnected, content_length, read_body
+from conveyor.serve.metrics import CONTENT_TYPE as METRICS_TYPE
+from conveyor.serve.metrics import ServiceMetrics, worker_exited
+from conveyor.serve.model import ServedModel
+from conveyor.serve.openapi import document
+from conveyor.serve.prediction_log import Entry, PredictionLog
+from conveyor.serve.predictor import Predictor
+from conveyor.serve.problems import Refused, shown
+from conveyor.serve.settings import ServeSettings
+from conveyor.serve.signature import Array
+
+log = logging.getLogger("conveyor.serve")
+
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+PARSE_IN_THREAD_BYTES = 256 * 1024
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MODELS_PREFIX = "/v2/models/"
+V2_TYPES = frozenset({"", "application/json", "application/octet-stream"})
+INVOCATION_TYPES = frozenset({invocations.JSON, invocations.CSV})
+Response = tuple[int, bytes, bytes, Sequence[tuple[bytes, bytes]]]
+Handler = Callable[[dict[str, Any], Any, dict[str, str]], Awaitable[Response]]
+
+
+def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    return dict(scope["headers"])
+
+
+def _media_type(headers: dict[bytes, bytes]) -> str:
+    value = headers.get(b"content-type", b"")
+    return value.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+
+def _json(status: int, doc: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> Response:
+    return status, json_codec.dumps(doc), JSON, headers
+
+
+class PredictionService:
+    """The ASGI app serving ``model``. Run it under an ASGI server with lifespan support
+    (uvicorn): startup starts the model threads, the batcher and the prediction log writer;
+    shutdown, which uvicorn runs after in-flight requests have completed, writes the log."""
+
+    def __init__(self, model: ServedModel, settings: ServeSettings | None = None) -> None:
+        from importlib import metadata
+
+        self.model = model
+        self.settings = settings or ServeSettings()
+        self.limits = self.settings.limits
+        self.metrics = ServiceMetrics(model.name, model.version)
+        self.version = metadata.version("conveyor-ml")
+        self.ready = False
+        self._in_flight = 0
+        self._arriving = 0  # admitted, body not yet parsed (the batcher waits for these)
+        self.predictor = Predictor(model, self.settings, self.metrics, lambda: self._arriving)
+        self._log: PredictionLog | None = None
+        self._openapi = json_codec.dumps(document(model, self.version))
+        self._routes: dict[str, tuple[str, dict[str, Handler]]] = {
+            "/v2": ("/v2", {"GET": self._server_metadata}),
+            "/v2/health/live": ("/v2/health/live", {"GET": self._live}),
+            "/v2/health/ready": ("/v2/health/ready", {"GET": self._ready}),
+            "/invocations": ("/invocations", {"POST": self._invocations}),
+            "/ping": ("/ping", {"GET": self._ping}),
+            "/health": ("/health", {"GET": self._ping}),
+            "/metrics": ("/metrics", {"GET": self._metrics}),
+            "/openapi.json": ("/openapi.json", {"GET": self._openapi_json}),
+        }
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        self.predictor.start()
+        if self.settings.prediction_log is not None:
+            self._log = PredictionLog(
+                self.settings.prediction_log,
+                model=self.model.name,
+                version=self.model.version,
+                signature=self.model.signature,
+                count=lambda outcome, rows: self.metrics.log_rows.labels(outcome).inc(rows),
+            )
+            self._log.start()
+        # The model and everything loaded so far live as long as the process: keep them out
+        # of the garbage collector's generations so collections stay short.
+        gc.collect()
+        gc.freeze()
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        await self.predictor.stop()
+        if self._log is not None:
+            await self._log.close()
+        worker_exited(os.getpid())
+
+    async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        start = time.perf_counter()
+        path: str = scope["path"]
+        found = self._routes.get(path)
+        params: dict[str, str] = {}
+        if found is None and path.startswith(MODELS_PREFIX):
+            found, params = self._model_route(path)
+        route = found[0] if found else "other"
+        close = False
+        try:
+            if found is None:
+                raise Refused(404, f"no route {shown(path)}", hint="see GET /openapi.json")
+            handler = found[1].get(scope["method"])
+            if handler is None:
+                allowed = ", ".join(found[1]).encode()
+                raise Refused(
+                    405,
+                    f"{shown(scope['method'])[1:-1]} is not allowed on {route}",
+                    headers=((b"allow", allowed),),
+                    close=True,
+                )
+            status, body, media, headers = await handler(scope, receive, params)
+        except Refused as refused:
+            status, body, media = refused.status, json_codec.dumps(refused.to_json()), JSON
+            headers, close = refused.headers, refused.close
+        except Disconnected:
+            self.metrics.observe_request(route, 499, time.perf_counter() - start)
+            return
+        except Exception:
+            log.exception("internal error answering %s %s", scope["method"], route)
+            status, body, media, headers = _json(
+                500, {"error": "internal error in the prediction service; see its log"}
+            )
+        out = [(b"content-type", media), (b"content-length", str(len(body)).encode()), *headers]
+        if close:
+            out.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.observe_request(route, status, time.perf_counter() - start)
+
+    def _model_route(
+        self, path: str
+    ) -> tuple[tuple[str, dict[str, Handler]] | None, dict[str, str]]:
+        parts = path[len(MODELS_PREFIX) :].split("/")
+        params = {"name": parts[0]}
+        tail = parts[1:]
+        if len(tail) >= 2 and tail[0] == "versions":
+            params["version"] = tail[1]
+            tail = tail[2:]
+        if not parts[0] or len(tail) > 1:
+            return None, {}
+        action = tail[0] if tail else ""
+        handlers: dict[str, dict[str, Handler]] = {
+            "": {"GET": self._model_metadata},
+            "ready": {"GET": self._model_ready},
+            "infer": {"POST": self._infer},
+        }
+        if action not in handlers:
+            return None, {}
+        route = "/v2/models/{name}" + (f"/{action}" if action else "")
+        return (route, handlers[action]), params
+
+    def _check_model(self, params: dict[str, str]) -> None:
+        name, version = params["name"], params.get("version")
+        if name != self.model.name or (version is not None and version != self.model.version):
+            asked = f"{name}:{version}" if version is not None else name
+            raise Refused(
+                404,
+                f"model {shown(asked)} is not served here",
+                hint=f"this service serves {self.model.name} version {self.model.version}",
+            )
+
+    # -- small routes ------------------------------------------------------------------------
+
+    async def _live(self, scope: Any, receive: Any, params: Any) -> Response:
+        return _json(200, {"live": True})
+
+    async def _ready(self, scope: Any, receive: Any, params: Any) -> Response:
+        return _json(200 if self.ready else 503, {"ready": self.ready})
+
+    async def _ping(self, scope: Any, receive: Any, params: Any) -> Response:
+        return 200, b"\n", TEXT, ()
+
+    async def _server_metadata(self, scope: Any, receive: Any, params: Any) -> Response:
+        return _json(200, {"name": "conveyor", "version": self.version, "extensions": []})
+
+    async def _model_metadata(self, scope: Any, receive: Any, params: dict[str, str]) -> Response:
+        self._check_model(params)
+        return _json(200, protocol_v2.model_metadata(self.model))
+
+    async def _model_ready(self, scope: Any, receive: Any, params: dict[str, str]) -> Response:
+        self._check_model(params)
+        return _json(200 if self.ready else 503, {"name": self.model.name, "ready": self.ready})
+
+    async def _metrics(self, scope: Any, receive: Any, params: Any) -> Response:
+        return 200, self.metrics.render(), METRICS_TYPE.encode(), ()
+
+    async def _openapi_json(self, scope: Any, receive: Any, params: Any) -> Response:
+        return 200, self._openapi, JSON, ()
+
+    # -- predictions -------------------------------------------------------------------------
+
+    async def _invocations(self, scope: dict[str, Any], receive: Any, params: Any) -> Response:
+        headers = _headers(scope)
+        media = _media_type(headers)
+        if media not in INVOCATION_TYPES:
+            raise _unsupported(media, "application/json or text/csv")
+        signature, max_rows = self.model.signature, self.limits.max_rows
+
+        def parse(body: bytes) -> tuple[list[Array], None]:
+            return invocations.parse(body, media, signature, max_rows), None
+
+        async def answer(request_id: str, outputs: Array, extra: None) -> Response:
+            return 200, invocations.response(outputs), JSON, ()
+
+        return await self._prediction(scope, receive, headers, "invocations", parse, answer)
+
+    async def _infer(self, scope: dict[str, Any], receive: Any, params: dict[str, str]) -> Response:
+        self._check_model(params)
+        headers = _headers(scope)
+        media = _media_type(headers)
+        if media not in V2_TYPES:
+            raise _unsupported(media, "application/json")
+        header_length = None
+        raw_length = headers.get(b"inference-header-content-length")
+        if raw_length is not None:
+            try:
+                header_length = int(raw_length)
+            except ValueError:
+                raise Refused(
+                    400, "Inference-Header-Content-Length is not a number", close=True
+                ) from None
+        signature, max_rows = self.model.signature, self.limits.max_rows
+
+        def parse(body: bytes) -> tuple[list[Array], protocol_v2.InferRequest]:
+            request = protocol_v2.parse_infer(body, header_length, signature, max_rows)
+            return request.columns, request
+
+        async def answer(
+            request_id: str, outputs: Array, request: protocol_v2.InferRequest
+        ) -> Response:
+            body, json_length = protocol_v2.response(
+                self.model, request.id or request_id, outputs, request.binary_output
+            )
+            if json_length is None:
+                return 200, body, JSON, ()
+            extra = ((b"inference-header-content-length", str(json_length).encode()),)
+            return 200, body, b"application/octet-stream", extra
+
+        return await self._prediction(scope, receive, headers, "v2", parse, answer)
+
+    async def _prediction(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        headers: dict[bytes, bytes],
+        protocol: str,
+        parse: Callable[[bytes], tuple[list[Array], Any]],
+        answer: Callable[[str, Array, Any], Awaitable[Response]],
+    ) -> Response:
+        if self._in_flight >= self.limits.max_in_flight:
+            raise Refused(
+                503,
+                f"the service is at its limit of {self.limits.max_in_flight} requests in flight",
+                hint="retry after the Retry-After header's seconds",
+                headers=((b"retry-after", str(self.limits.retry_after_s).encode()),),
+            )
+        received = time.time()
+        start = time.perf_counter()
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+        self._in_flight += 1
+        self._arriving += 1
+        arriving = True
+        self.metrics.in_flight.inc()
+        try:
+            body = await read_body(receive, content_length(scope["headers"]), self.limits)
+            if len(body) > PARSE_IN_THREAD_BYTES:
+                columns, extra = await asyncio.to_thread(parse, body)
+            else:
+                columns, extra = parse(body)
+            self._arriving -= 1
+            arriving = False
+            rows = len(columns[0])
+            outputs = await self.predictor.predict(columns, rows)
+            status, out, media, out_headers = await answer(request_id, outputs, extra)
+            if self._log is not None:
+                self._log.record(
+                    Entry(
+                        request_id=request_id,
+                        protocol=protocol,
+                        received=received,
+                        latency_s=time.perf_counter() - start,
+                        columns=columns,
+                        outputs=outputs,
+                    )
+                )
+            return status, out, media, (*out_headers, (b"x-request-id", request_id.encode()))
+        finally:
+            if arriving:
+                self._arriving -= 1
+            self._in_flight -= 1
+            self.metrics.in_flight.dec()
+
+
+def _unsupported(media: str, expected: str) -> Refused:
+    said = f"content type {shown(media)}" if media else "no content type"
+    return Refused(
+        415,
+        f"{said}; this route accepts {expected}",
+        field="Content-Type",
+        hint=f"send Content-Type: {expected.split(' or ')[0]}",
+        close=True,
+    )

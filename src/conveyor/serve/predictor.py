@@ -1,0 +1,141 @@
+"""Calling the model: on the event loop for small requests of a fast model, otherwise in
+worker threads under the time limit, alone or micro-batched with concurrent requests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from conveyor.serve.batching import Batcher
+from conveyor.serve.metrics import ServiceMetrics
+from conveyor.serve.model import PREDICT_ERRORS, ServedModel
+from conveyor.serve.problems import Refused, unprocessable
+from conveyor.serve.settings import ServeSettings
+from conveyor.serve.signature import Array
+
+log = logging.getLogger("conveyor.serve")
+
+INLINE_SLOW = 20  # an event-loop call this many times over its budget is slow
+INLINE_SLOW_CALLS = 3  # this many slow ones in a row (not one preempted call) end them
+
+
+class Predictor:
+    """The model behind the service. ``arriving()`` counts prediction requests admitted whose
+    bodies are still being read (micro-batching waits for them)."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        settings: ServeSettings,
+        metrics: ServiceMetrics,
+        arriving: Callable[[], int],
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.metrics = metrics
+        self._arriving = arriving
+        self._executor: ThreadPoolExecutor | None = None
+        self._batcher: Batcher | None = None
+        # Requests this small are predicted on the event loop: the model answers them faster
+        # than a hop to a worker thread and back (which also contends for the GIL).
+        self._inline_rows = model.rows_within(settings.inline_s)
+        self._slow_inline = 0
+
+    def start(self) -> None:
+        """Start the model threads (and the batcher); call on the running event loop."""
+        loop = asyncio.get_running_loop()
+        finite = not any(c.holds_missing for c in self.model.signature.columns)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.settings.threads,
+            thread_name_prefix="conveyor-predict",
+            initializer=_thread_setup,
+            initargs=(finite,),
+        )
+        _thread_setup(finite)  # the event loop's thread makes the inline calls
+        if self.settings.batching is not None:
+
+            async def run_batch(columns: Sequence[Array], requests: int) -> Array:
+                if len(columns[0]) <= self._inline_rows:
+                    return self._call_inline(columns, requests)
+                return await loop.run_in_executor(
+                    self._executor, self._call_model, columns, requests
+                )
+
+            self._batcher = Batcher(self.settings.batching, run_batch, self._arriving)
+            self._batcher.start()
+
+    async def stop(self) -> None:
+        if self._batcher is not None:
+            await self._batcher.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, columns: Sequence[Array], rows: int) -> Array:
+        """The model's output for typed columns, within the time limit (504 past it; 422 if
+        the model refuses the rows)."""
+        timeout = self.settings.limits.predict_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                if self._batcher is not None:
+                    return await self._batcher.submit(columns, rows)
+                if rows <= self._inline_rows:
+                    return self._call_inline(columns, 1)
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._executor, self._call_model, columns, 1)
+        except TimeoutError:
+            raise Refused(
+                504,
+                f"the prediction took longer than the limit of {timeout:g} s",
+                hint="send fewer rows per request, or ask the operator to raise the limit",
+            ) from None
+        except PREDICT_ERRORS as exc:
+            text = str(exc).splitlines()[0][:300] if str(exc) else ""
+            raise unprocessable(
+                f"the model refused the input: {type(exc).__name__}: {text}",
+                hint="check the values against the model's training data",
+            ) from None
+
+    def _call_inline(self, columns: Sequence[Array], requests: int) -> Array:
+        """A model call on the event loop. If such calls keep taking far longer than the
+        model's timing at load promised, later calls go to worker threads, where the time
+        limit holds. (One slow call may just have been preempted; three in a row are not.)"""
+        start = time.perf_counter()
+        try:
+            return self._call_model(columns, requests)
+        finally:
+            took = time.perf_counter() - start
+            if took <= INLINE_SLOW * self.settings.inline_s:
+                self._slow_inline = 0
+            else:
+                self._slow_inline += 1
+                if self._slow_inline >= INLINE_SLOW_CALLS:
+                    self._inline_rows = 0
+                    log.warning(
+                        "model calls on the event loop took up to %.1f ms; calling the model "
+                        "in worker threads from now on",
+                        took * 1000,
+                    )
+
+    def _call_model(self, columns: Sequence[Array], requests: int) -> Array:
+        """One model call, in a worker thread."""
+        start = time.perf_counter()
+        outputs = self.model.predict(columns)
+        rows = len(columns[0])
+        self.metrics.observe_model_call(rows, requests, time.perf_counter() - start)
+        if len(outputs) != rows:
+            raise RuntimeError(f"the model returned {len(outputs)} rows for {rows}")
+        return outputs
+
+
+def _thread_setup(finite: bool) -> None:
+    """In each model thread: the inputs were checked for NaN and infinity already, so let
+    scikit-learn skip that check (when no column may hold a missing value)."""
+    if finite:
+        try:
+            import sklearn
+        except ImportError:  # pragma: no cover - a model without scikit-learn
+            return
+        sklearn.set_config(assume_finite=True)
