@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conveyor.errors import UsageError
-from conveyor.registry.package import Package, dumps, read_package
+from conveyor.registry.package import dumps
+from conveyor.registry.package_read import Package, read_package
 
 Serialization = Literal["skops", "pickle"]
 SERIALIZATIONS = ("skops", "pickle")

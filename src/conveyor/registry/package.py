@@ -215,15 +215,7 @@ def _write(root: Path, mv: ModelVersion, c: _Contents) -> dict[str, str]:
         GOLDEN_INPUTS: dumps({**jsonable_rows(c.features), "dtypes": dtypes}, None),
         GOLDEN_PREDICTIONS: dumps({"method": c.predict, "predictions": c.output.tolist()}, None),
         "evidence.json": dumps({"run_id": c.run_id, "checks": c.evidence}),
-        "MLmodel": mlmodel_text(
-            mv,
-            train_env=c.train_env,
-            predict=c.predict,
-            trusted=c.trusted,
-            created=c.created,
-            features=c.features,
-            output=c.output,
-        ),
+        "MLmodel": _mlmodel(mv, c),
     }
     for rel, text in files.items():
         (root / rel).write_text(text, encoding="utf-8")
@@ -334,3 +326,15 @@ def _python_env(train_env: Mapping[str, Any]) -> str:
 
     python = train_env.get("python") or platform.python_version()
     return f"python: {python}\nbuild_dependencies:\n- pip\ndependencies:\n- -r requirements.txt\n"
+
+
+def _mlmodel(mv: ModelVersion, c: _Contents) -> str:
+    return mlmodel_text(
+        mv,
+        train_env=c.train_env,
+        predict=c.predict,
+        trusted=c.trusted,
+        created=c.created,
+        features=c.features,
+        output=c.output,
+    )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from conveyor.registry.package import Package, read_package
+from conveyor.registry.package_read import Package, read_package
 
 
 class PackagedModel:
