@@ -37,3 +37,62 @@ def test_package_validate_and_refuse_unpackaged(tmp_path: Path) -> None:
     assert (out / "MLmodel").is_file()
     busy = conveyor("model", "export", mv.ref, "-o", str(out), cwd=root)
     assert busy.returncode == 2
+
+
+def test_serving_with_the_proven_onnx_file(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from integration.test_package import make_packaged
+
+    root, mv, package_dir = make_packaged(tmp_path / "proj")
+    refused = conveyor("serve", mv.ref, "--onnx", cwd=root)
+    assert refused.returncode == 2 and "validate" in refused.stderr and "--onnx" in refused.stderr
+    proved = conveyor("model", "validate", mv.ref, "--onnx", "--json", cwd=root, check=True)
+    assert json.loads(proved.stdout)["onnx"]["passed"] is True
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "serve",
+            mv.ref,
+            "--onnx",
+            "--port",
+            str(port),
+            "--no-log",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        golden = json.loads((package_dir / "golden" / "inputs.json").read_text())
+        expected = json.loads((package_dir / "golden" / "predictions.json").read_text())
+        body = {"dataframe_split": {"columns": golden["columns"], "data": golden["data"][:20]}}
+        response = httpx.post(f"{url}/invocations", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        got = response.json()["predictions"]
+        for row_got, row_want in zip(got, expected["predictions"][:20], strict=True):
+            assert max(abs(a - b) for a, b in zip(row_got, row_want, strict=True)) < 1e-5
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)  # also closes the pipes
+    assert server.returncode == 0, err

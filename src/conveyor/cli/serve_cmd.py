@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import click
 
 from conveyor.cli.output import open_project_from, status
@@ -118,6 +121,13 @@ from conveyor.cli.output import open_project_from, status
     help="On SIGTERM, seconds to let requests in flight complete.",
 )
 @click.pass_context
+@click.option(
+    "--onnx",
+    "use_onnx",
+    is_flag=True,
+    help="Serve with the ONNX runtime, with the ONNX file that 'conveyor model "
+    "validate --onnx' proved equivalent for this version.",
+)
 def serve(
     ctx: click.Context,
     ref: str,
@@ -137,6 +147,7 @@ def serve(
     body_timeout: float,
     threads: int,
     drain_timeout: float,
+    use_onnx: bool,
 ) -> None:
     """Serve the package of model version NAME[:VERSION] over HTTP until SIGTERM.
 
@@ -172,6 +183,7 @@ def serve(
         else None,
         threads=threads,
     )
+    onnx_path = _proven_onnx(project, mv) if use_onnx else None
     package_dir = open_package(project, mv)
     project.close()
     try:
@@ -179,8 +191,11 @@ def serve(
             package_dir=package_dir,
             trusted_types=tuple(project.config.trust.skops_types),
             settings=settings,
+            onnx_path=onnx_path,
         )
-        model = load_package_model(package_dir, spec.trusted_types) if workers == 1 else None
+        model = (
+            load_package_model(package_dir, spec.trusted_types, onnx_path) if workers == 1 else None
+        )
         status(
             f"serving {mv.ref} on http://{host}:{port} (v2 at /v2, MLflow at /invocations, "
             f"metrics at /metrics); SIGTERM or Ctrl-C stops it"
@@ -196,3 +211,18 @@ def serve(
     finally:
         shutil.rmtree(package_dir, ignore_errors=True)
     status(f"stopped serving {mv.ref}")
+
+
+def _proven_onnx(project: Any, mv: Any) -> Path:
+    """The verified local copy of the version's proven ONNX file."""
+    from conveyor.errors import UsageError
+    from conveyor.registry.versions import ONNX_TAG
+
+    digest = mv.tags.get(ONNX_TAG)
+    if not digest:
+        raise UsageError(
+            f"{mv.ref} has no ONNX file proven equivalent to its package",
+            hint=f"run 'conveyor model validate {mv.ref} --onnx' first",
+        )
+    path: Path = project.artifacts.blobs.local_path(digest)
+    return path

@@ -17,7 +17,7 @@ from conveyor.core.checks import CheckResult
 from conveyor.engine.project import Project
 from conveyor.registry import package as pkg
 from conveyor.registry.onnx import compile_onnx, equivalent, prove_equivalence
-from conveyor.registry.versions import ModelVersion
+from conveyor.registry.versions import ModelVersion, set_onnx
 from conveyor.store import queries
 
 SAMPLE_ROWS = 5000
@@ -66,7 +66,10 @@ def compile_and_prove(
             score_tolerance=score_tolerance,
             predict=_method(package.predict),
         )
-        digest = project.artifacts.blobs.put_bytes(compiled)[0] if equivalent(results) else None
+        digest = None
+        if equivalent(results):
+            digest = project.artifacts.blobs.put_bytes(compiled)[0]
+            set_onnx(project.metadata, mv, digest)  # only a proven file may ever serve
         return OnnxOutcome(results=results, onnx_digest=digest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -270,3 +270,19 @@ def set_package(store: MetadataStore, mv: ModelVersion, package_digest: str) -> 
             hint="a package is immutable; register a new version instead",
         )
     return stored
+
+
+ONNX_TAG = "onnx"
+
+
+def set_onnx(store: MetadataStore, mv: ModelVersion, onnx_digest: str) -> ModelVersion:
+    """Record the ONNX file proven equivalent to the version's package (tag ``onnx``)."""
+    table = t.model_versions
+    tags = {**mv.tags, ONNX_TAG: onnx_digest}
+    with store.writer.begin() as conn:
+        conn.execute(
+            table.update()
+            .where(table.c.name == mv.name, table.c.version == mv.version)
+            .values(tags=tags)
+        )
+    return get_version(store, mv.name, mv.version)

@@ -141,6 +141,25 @@ class ServedModel:
         )
 
     @classmethod
+    def from_onnx(cls, package: Package, onnx_bytes: bytes) -> ServedModel:
+        """Serve the package's version with its ONNX file instead of scikit-learn."""
+        signature_doc = (package.mlmodel.get("signature") or {}).get("inputs")
+        examples = package.golden_inputs()
+        signature = (
+            Signature.from_mlflow(signature_doc)
+            if signature_doc
+            else Signature.from_frame(examples)
+        )
+        return cls(
+            name=str(package.manifest["name"]),
+            version=str(package.manifest["version"]),
+            estimator=OnnxEstimator(onnx_bytes),
+            signature=signature,
+            method=package.predict,
+            examples=examples,
+        )
+
+    @classmethod
     def from_package(cls, package: Package, trusted_types: Sequence[str] = ()) -> ServedModel:
         """Serve a verified package: its model (loaded with skops under the allowlist), its
         signature, its predict method, and its golden inputs as the example rows."""
@@ -159,6 +178,31 @@ class ServedModel:
             method=package.predict,
             examples=examples,
         )
+
+
+class OnnxEstimator:
+    """An ONNX model (proven equivalent by ``conveyor model validate --onnx``) in the shape of
+    a scikit-learn estimator: DataFrame in, the same outputs out."""
+
+    def __init__(self, onnx_bytes: bytes) -> None:
+        from conveyor.registry.onnx import OnnxModel
+
+        self.model = OnnxModel(onnx_bytes)
+        self.feature_names_in_ = np.asarray(self.model.columns, dtype=object)
+
+    def predict(self, X: pd.DataFrame) -> Array:
+        return self.model.predict(_frame(X, self.model.columns))
+
+    def predict_proba(self, X: pd.DataFrame) -> Array:
+        return self.model.predict_proba(_frame(X, self.model.columns))
+
+
+def _frame(X: Any, columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError("the ONNX model takes a DataFrame")  # the serving path falls back
+    return X
 
 
 def _timing(call: Call, sample: list[Array], repeat: int = 5) -> tuple[float, float]:

@@ -41,6 +41,7 @@ class ServeSpec:
     package_dir: Path
     trusted_types: tuple[str, ...] = ()
     settings: ServeSettings = field(default_factory=ServeSettings)
+    onnx_path: Path | None = None  # serve this ONNX file (proven equivalent) instead
 
     def to_json(self) -> str:
         return json.dumps(
@@ -48,6 +49,7 @@ class ServeSpec:
                 "package_dir": str(self.package_dir),
                 "trusted_types": list(self.trusted_types),
                 "settings": self.settings.to_json(),
+                "onnx_path": str(self.onnx_path) if self.onnx_path else None,
             }
         )
 
@@ -58,13 +60,19 @@ class ServeSpec:
             package_dir=Path(doc["package_dir"]),
             trusted_types=tuple(doc.get("trusted_types") or ()),
             settings=ServeSettings.from_json(doc.get("settings") or {}),
+            onnx_path=Path(doc["onnx_path"]) if doc.get("onnx_path") else None,
         )
 
 
-def load_package_model(package_dir: Path, trusted_types: Sequence[str] = ()) -> ServedModel:
+def load_package_model(
+    package_dir: Path, trusted_types: Sequence[str] = (), onnx_path: Path | None = None
+) -> ServedModel:
     from conveyor.registry.package import read_package
 
-    return ServedModel.from_package(read_package(package_dir), trusted_types)
+    package = read_package(package_dir)
+    if onnx_path is None:
+        return ServedModel.from_package(package, trusted_types)
+    return ServedModel.from_onnx(package, onnx_path.read_bytes())
 
 
 def app_from_environment() -> PredictionService:
@@ -74,7 +82,7 @@ def app_from_environment() -> PredictionService:
         raise UsageError(f"{SPEC_ENV} is not set", hint="start workers with 'conveyor serve'")
     spec = ServeSpec.from_json(text)
     return PredictionService(
-        load_package_model(spec.package_dir, spec.trusted_types), spec.settings
+        load_package_model(spec.package_dir, spec.trusted_types, spec.onnx_path), spec.settings
     )
 
 
@@ -113,7 +121,7 @@ def serve(
         if model is None:
             if spec is None:
                 raise UsageError("serve needs a model or a package")
-            model = load_package_model(spec.package_dir, spec.trusted_types)
+            model = load_package_model(spec.package_dir, spec.trusted_types, spec.onnx_path)
         if settings is None:
             settings = spec.settings if spec is not None else ServeSettings()
         app = PredictionService(model, settings)
@@ -125,7 +133,10 @@ def serve(
         raise UsageError("--workers above 1 needs a package", hint="serve NAME:VERSION")
     if settings is not None:
         spec = ServeSpec(
-            package_dir=spec.package_dir, trusted_types=spec.trusted_types, settings=settings
+            package_dir=spec.package_dir,
+            trusted_types=spec.trusted_types,
+            settings=settings,
+            onnx_path=spec.onnx_path,
         )
     metrics_dir = tempfile.mkdtemp(prefix="conveyor-metrics-")
     os.environ[SPEC_ENV] = spec.to_json()
