@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from conveyor.cli.output import emit_json, json_option, result, status
+from conveyor.cli.output import emit_json, json_option, parse_pairs, result, status
 from conveyor.errors import EXIT_FAILED, UsageError
 
 data_file = click.Path(exists=False, path_type=Path)
@@ -133,16 +133,6 @@ def profile_cmd(data_path: Path, output: Path) -> None:
     result(f"wrote {output}")
 
 
-def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for item in items:
-        column, sep, value = item.partition("=")
-        if not sep or not column:
-            raise UsageError(f"{what} {item}: expected COLUMN=VALUE")
-        pairs[column] = value
-    return pairs
-
-
 @data.command("drift")
 @click.argument("reference", metavar="REF", type=data_file)
 @click.argument("current", metavar="CUR", type=data_file)
@@ -188,8 +178,10 @@ def drift_cmd(
     from conveyor.checks.drift import DriftOptions, drift
 
     options = DriftOptions(
-        methods=_pairs(methods, "--method"),
-        thresholds={k: _float(v, k) for k, v in _pairs(thresholds, "--threshold").items()},
+        methods=parse_pairs(methods, "--method", "COLUMN"),
+        thresholds={
+            k: _float(v, k) for k, v in parse_pairs(thresholds, "--threshold", "COLUMN").items()
+        },
         drift_share=drift_share if drift_share is not None else 0.5,
     )
     report = drift(_profile_or_frame(reference), read_table(current), options)

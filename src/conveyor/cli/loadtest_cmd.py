@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.output import json_option, open_project_from, result, status
+from conveyor.cli.output import json_option, open_project_from, result, status, write_atomically
 from conveyor.errors import EXIT_FAILED
 
 
@@ -216,15 +216,4 @@ def loadtest(
 
 
 def _write(path: Path, text: str) -> None:
-    from conveyor.errors import UsageError
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(
-            f"cannot write the report to {path}: {exc.strerror or exc}",
-            hint="choose a file in a writable directory with --html FILE",
-        ) from None
+    write_atomically(path, text, "--html FILE")

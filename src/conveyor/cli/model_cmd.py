@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from conveyor.cli.output import console, emit_json, json_option, open_project_from, result
+from conveyor.cli.output import (
+    console,
+    emit_json,
+    json_option,
+    open_project_from,
+    parse_pairs,
+    result,
+)
 
 if TYPE_CHECKING:
     from conveyor.engine.project import Project
@@ -17,18 +24,6 @@ if TYPE_CHECKING:
 @click.group()
 def model() -> None:
     """Register, list, show, package, validate and export model versions."""
-
-
-def _pairs(items: tuple[str, ...]) -> dict[str, str]:
-    from conveyor.errors import UsageError
-
-    tags: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--tag {item}: expected KEY=VALUE")
-        tags[key] = value
-    return tags
 
 
 @model.command("register")
@@ -69,7 +64,7 @@ def register(
         step=step,
         output=output,
         description=description,
-        tags=_pairs(tags),
+        tags=parse_pairs(tags, "--tag"),
         actor=getpass.getuser(),
     )
     if as_json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -56,3 +57,37 @@ def open_project_from(ctx: click.Context) -> Any:
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."
 )
+
+
+def parse_pairs(
+    items: tuple[str, ...], option: str, what: str = "KEY", example: str | None = None
+) -> dict[str, str]:
+    """``KEY=VALUE`` option values as a mapping; a malformed one is a usage error."""
+    from conveyor.errors import UsageError
+
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(
+                f"{option} {item}: expected {what}=VALUE",
+                hint=f"e.g. {option} {example}" if example else None,
+            )
+        pairs[key.strip()] = value
+    return pairs
+
+
+def write_atomically(path: Path, text: str, option: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half of it."""
+    from conveyor.errors import UsageError
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(
+            f"cannot write the report to {path}: {exc.strerror or exc}",
+            hint=f"choose a file in a writable directory with {option}",
+        ) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.output import open_project_from, result, status
+from conveyor.cli.output import open_project_from, result, status, write_atomically
 
 
 @click.command("report")
@@ -48,15 +48,4 @@ def report(ctx: click.Context, run_ref: str, output: Path | None, markdown: bool
 
 
 def _write(path: Path, text: str) -> None:
-    from conveyor.errors import UsageError
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(
-            f"cannot write the report to {path}: {exc.strerror or exc}",
-            hint="choose a file in a writable directory with -o FILE",
-        ) from None
+    write_atomically(path, text, "-o FILE")

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from conveyor.cli.output import emit_json, json_option, open_project_from, result, status
-from conveyor.errors import EXIT_FAILED, UsageError
+from conveyor.cli.output import (
+    emit_json,
+    json_option,
+    open_project_from,
+    parse_pairs,
+    result,
+    status,
+)
+from conveyor.errors import EXIT_FAILED
 
 
 class LineReporter:
@@ -45,13 +52,7 @@ class LineReporter:
 
 
 def parse_params(items: tuple[str, ...]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"-p {item}: expected KEY=VALUE", hint="e.g. -p n_estimators=200")
-        params[key.strip()] = value
-    return params
+    return parse_pairs(items, "-p", example="n_estimators=200")
 
 
 @click.command()
