@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from conveyor.config_delivery import AccessConfig, EnvironmentConfig, check_environments
 from conveyor.errors import ConfigError, did_you_mean
 
 CONFIG_NAME = "conveyor.yaml"
@@ -101,6 +102,10 @@ class ProjectConfig(_Model):
     default_pipeline: str | None = None
     model: ModelSettings = Field(default_factory=ModelSettings)
     checks: Checks = Field(default_factory=Checks)
+    environments: list[EnvironmentConfig] = Field(default_factory=list)
+    access: AccessConfig = Field(default_factory=AccessConfig)
+
+    _environments = field_validator("environments")(check_environments)
 
     @field_validator("name")
     @classmethod
