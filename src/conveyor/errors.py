@@ -52,6 +52,13 @@ class ConflictError(ConveyorError):
     exit_code = EXIT_FAILED
 
 
+class RefusedError(ConveyorError):
+    """The action is not allowed now: by the actor's roles, or by the state it would change
+    (approving twice, promoting past an environment). Nothing was changed."""
+
+    exit_code = EXIT_FAILED
+
+
 class SchemaMismatchError(UsageError):
     """The metadata database was written by another version of Conveyor."""
 

@@ -29,7 +29,7 @@ from conveyor.serve.prediction_log import Entry, PredictionLog
 from conveyor.serve.predictor import Predictor
 from conveyor.serve.problems import Refused, shown
 from conveyor.serve.settings import ServeSettings
-from conveyor.serve.signature import Array
+from conveyor.serve.signature import Array, Signature
 
 log = logging.getLogger("conveyor.serve")
 
@@ -57,25 +57,63 @@ def _json(status: int, doc: Any, headers: Sequence[tuple[bytes, bytes]] = ()) ->
     return status, json_codec.dumps(doc), JSON, headers
 
 
+class Slot:
+    """One loaded model version: the model, its predictor (threads, batcher) and its
+    prediction log. A service answers from one slot; a swap replaces it in one assignment."""
+
+    def __init__(
+        self,
+        model: ServedModel,
+        settings: ServeSettings,
+        metrics: ServiceMetrics,
+        arriving: Callable[[], int],
+    ) -> None:
+        self.model = model
+        self.settings = settings
+        self.metrics = metrics
+        self.predictor = Predictor(model, settings, metrics, arriving)
+        self.log: PredictionLog | None = None
+
+    async def start(self) -> None:
+        """Start the model threads and the prediction log; call on the running event loop."""
+        self.predictor.start()
+        if self.settings.prediction_log is not None:
+            self.log = PredictionLog(
+                self.settings.prediction_log,
+                model=self.model.name,
+                version=self.model.version,
+                signature=self.model.signature,
+                count=lambda outcome, rows: self.metrics.log_rows.labels(outcome).inc(rows),
+            )
+            self.log.start()
+
+    async def stop(self) -> None:
+        await self.predictor.stop()
+        if self.log is not None:
+            await self.log.close()
+
+
 class PredictionService:
     """The ASGI app serving ``model``. Run it under an ASGI server with lifespan support
     (uvicorn): startup starts the model threads, the batcher and the prediction log writer;
-    shutdown, which uvicorn runs after in-flight requests have completed, writes the log."""
+    shutdown, which uvicorn runs after in-flight requests have completed, writes the log.
 
-    def __init__(self, model: ServedModel, settings: ServeSettings | None = None) -> None:
+    ``model`` may be None for a service that has nothing to serve yet (it answers 503 until
+    :meth:`swap` gives it a slot); subclasses choose a slot per request (:meth:`choose`)
+    and see each prediction's outcome (:meth:`observe`)."""
+
+    def __init__(self, model: ServedModel | None, settings: ServeSettings | None = None) -> None:
         from importlib import metadata
 
-        self.model = model
         self.settings = settings or ServeSettings()
         self.limits = self.settings.limits
-        self.metrics = ServiceMetrics(model.name, model.version)
+        self.metrics = ServiceMetrics(model.name if model else "", model.version if model else "")
         self.version = metadata.version("conveyor-ml")
         self.ready = False
         self._in_flight = 0
         self._arriving = 0  # admitted, body not yet parsed (the batcher waits for these)
-        self.predictor = Predictor(model, self.settings, self.metrics, lambda: self._arriving)
-        self._log: PredictionLog | None = None
-        self._openapi = json_codec.dumps(document(model, self.version))
+        self.slot = self.new_slot(model) if model is not None else None
+        self._openapi = json_codec.dumps(document(model, self.version)) if model else b"{}"
         self._routes: dict[str, tuple[str, dict[str, Handler]]] = {
             "/v2": ("/v2", {"GET": self._server_metadata}),
             "/v2/health/live": ("/v2/health/live", {"GET": self._live}),
@@ -86,6 +124,54 @@ class PredictionService:
             "/metrics": ("/metrics", {"GET": self._metrics}),
             "/openapi.json": ("/openapi.json", {"GET": self._openapi_json}),
         }
+
+    @property
+    def model(self) -> ServedModel:
+        """The model answering requests (the live one)."""
+        if self.slot is None:
+            raise Refused(503, "no model is loaded yet", hint="retry once the service is ready")
+        return self.slot.model
+
+    @property
+    def predictor(self) -> Predictor:
+        if self.slot is None:
+            raise Refused(503, "no model is loaded yet", hint="retry once the service is ready")
+        return self.slot.predictor
+
+    def new_slot(self, model: ServedModel) -> Slot:
+        return Slot(model, self.settings, self.metrics, lambda: self._arriving)
+
+    async def swap(self, slot: Slot) -> Slot | None:
+        """Answer from ``slot`` (started already) from now on; returns the slot it replaced,
+        which the caller stops once the requests it is answering have finished."""
+        old, self.slot = self.slot, slot
+        self._openapi = json_codec.dumps(document(slot.model, self.version))
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(slot.model.name, slot.model.version).set(1)
+        self.ready = True
+        return old
+
+    def choose(self) -> Slot:
+        """The slot that answers this request."""
+        slot = self.slot
+        if slot is None:
+            raise Refused(
+                503,
+                "no model is loaded yet",
+                hint="retry once /v2/health/ready answers 200",
+                headers=((b"retry-after", b"1"),),
+            )
+        return slot
+
+    def observe(
+        self,
+        slot: Slot,
+        status: int,
+        latency_s: float,
+        columns: Sequence[Array],
+        outputs: Array | None,
+    ) -> None:
+        """Called once per prediction request whose input parsed, with its outcome."""
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -110,27 +196,18 @@ class PredictionService:
                 return
 
     async def startup(self) -> None:
-        self.predictor.start()
-        if self.settings.prediction_log is not None:
-            self._log = PredictionLog(
-                self.settings.prediction_log,
-                model=self.model.name,
-                version=self.model.version,
-                signature=self.model.signature,
-                count=lambda outcome, rows: self.metrics.log_rows.labels(outcome).inc(rows),
-            )
-            self._log.start()
+        if self.slot is not None:
+            await self.slot.start()
         # The model and everything loaded so far live as long as the process: keep them out
         # of the garbage collector's generations so collections stay short.
         gc.collect()
         gc.freeze()
-        self.ready = True
+        self.ready = self.slot is not None
 
     async def shutdown(self) -> None:
         self.ready = False
-        await self.predictor.stop()
-        if self._log is not None:
-            await self._log.close()
+        if self.slot is not None:
+            await self.slot.stop()
         worker_exited(os.getpid())
 
     async def _http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -240,12 +317,14 @@ class PredictionService:
         media = _media_type(headers)
         if media not in INVOCATION_TYPES:
             raise _unsupported(media, "application/json or text/csv")
-        signature, max_rows = self.model.signature, self.limits.max_rows
+        max_rows = self.limits.max_rows
 
-        def parse(body: bytes) -> tuple[list[Array], None]:
+        def parse(body: bytes, signature: Signature) -> tuple[list[Array], None]:
             return invocations.parse(body, media, signature, max_rows), None
 
-        async def answer(request_id: str, outputs: Array, extra: None) -> Response:
+        async def answer(
+            request_id: str, model: ServedModel, outputs: Array, extra: None
+        ) -> Response:
             return 200, invocations.response(outputs), JSON, ()
 
         return await self._prediction(scope, receive, headers, "invocations", parse, answer)
@@ -265,17 +344,22 @@ class PredictionService:
                 raise Refused(
                     400, "Inference-Header-Content-Length is not a number", close=True
                 ) from None
-        signature, max_rows = self.model.signature, self.limits.max_rows
+        max_rows = self.limits.max_rows
 
-        def parse(body: bytes) -> tuple[list[Array], protocol_v2.InferRequest]:
+        def parse(
+            body: bytes, signature: Signature
+        ) -> tuple[list[Array], protocol_v2.InferRequest]:
             request = protocol_v2.parse_infer(body, header_length, signature, max_rows)
             return request.columns, request
 
         async def answer(
-            request_id: str, outputs: Array, request: protocol_v2.InferRequest
+            request_id: str,
+            model: ServedModel,
+            outputs: Array,
+            request: protocol_v2.InferRequest,
         ) -> Response:
             body, json_length = protocol_v2.response(
-                self.model, request.id or request_id, outputs, request.binary_output
+                model, request.id or request_id, outputs, request.binary_output
             )
             if json_length is None:
                 return 200, body, JSON, ()
@@ -290,8 +374,8 @@ class PredictionService:
         receive: Any,
         headers: dict[bytes, bytes],
         protocol: str,
-        parse: Callable[[bytes], tuple[list[Array], Any]],
-        answer: Callable[[str, Array, Any], Awaitable[Response]],
+        parse: Callable[[bytes, Signature], tuple[list[Array], Any]],
+        answer: Callable[[str, ServedModel, Array, Any], Awaitable[Response]],
     ) -> Response:
         if self._in_flight >= self.limits.max_in_flight:
             raise Refused(
@@ -300,6 +384,8 @@ class PredictionService:
                 hint="retry after the Retry-After header's seconds",
                 headers=((b"retry-after", str(self.limits.retry_after_s).encode()),),
             )
+        slot = self.choose()
+        signature = slot.model.signature
         received = time.time()
         start = time.perf_counter()
         given = headers.get(b"x-request-id", b"").decode("latin-1")
@@ -311,21 +397,30 @@ class PredictionService:
         try:
             body = await read_body(receive, content_length(scope["headers"]), self.limits)
             if len(body) > PARSE_IN_THREAD_BYTES:
-                columns, extra = await asyncio.to_thread(parse, body)
+                columns, extra = await asyncio.to_thread(parse, body, signature)
             else:
-                columns, extra = parse(body)
+                columns, extra = parse(body, signature)
             self._arriving -= 1
             arriving = False
             rows = len(columns[0])
-            outputs = await self.predictor.predict(columns, rows)
-            status, out, media, out_headers = await answer(request_id, outputs, extra)
-            if self._log is not None:
-                self._log.record(
+            try:
+                outputs = await slot.predictor.predict(columns, rows)
+            except Refused as refused:
+                self.observe(slot, refused.status, time.perf_counter() - start, columns, None)
+                raise
+            except Exception:
+                self.observe(slot, 500, time.perf_counter() - start, columns, None)
+                raise
+            status, out, media, out_headers = await answer(request_id, slot.model, outputs, extra)
+            latency = time.perf_counter() - start
+            self.observe(slot, status, latency, columns, outputs)
+            if slot.log is not None:
+                slot.log.record(
                     Entry(
                         request_id=request_id,
                         protocol=protocol,
                         received=received,
-                        latency_s=time.perf_counter() - start,
+                        latency_s=latency,
                         columns=columns,
                         outputs=outputs,
                     )

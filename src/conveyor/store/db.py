@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from conveyor.errors import ConfigError, SchemaMismatchError
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

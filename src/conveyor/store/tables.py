@@ -154,3 +154,97 @@ model_versions = sa.Table(
     sa.UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
     sa.Index("ix_model_versions_digest", "digest"),
 )
+
+# -- delivery: promotions, environments' desired state, deployments, audit ----------------
+
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("environment", sa.String(40), nullable=False),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # promote | rollback
+    sa.Column("strategy", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("requested_by", sa.String(200), nullable=False),
+    sa.Column("requested_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    # The environment's name while the promotion is open, NULL once it has ended: the unique
+    # constraint lets one promotion at a time be open per environment, on any database.
+    sa.Column("open_slot", sa.String(40), unique=True),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_expires", TS),
+    sa.Index("ix_promotions_env", "environment", "id"),
+)
+
+promotion_events = sa.Table(
+    "promotion_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "promotion_id",
+        sa.Integer,
+        sa.ForeignKey("promotions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Index("ix_promotion_events_promotion", "promotion_id", "id"),
+)
+
+environment_state = sa.Table(
+    "environment_state",
+    metadata,
+    sa.Column("environment", sa.String(40), primary_key=True),
+    sa.Column("model", sa.String(100)),
+    sa.Column("live_version", sa.Integer),
+    sa.Column("live_promotion", sa.Integer),
+    sa.Column("candidate_version", sa.Integer),
+    sa.Column("candidate_promotion", sa.Integer),
+    sa.Column("mode", sa.String(16)),  # replace | canary | shadow, while a candidate is set
+    sa.Column("traffic", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("environment", sa.String(40), primary_key=True),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("url", sa.String(300), nullable=False),
+    sa.Column("supervisor_pid", sa.Integer),
+    sa.Column("server_pid", sa.Integer),
+    sa.Column("token_digest", DIGEST, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("heartbeat_at", TS),
+    sa.Column("observed", sa.JSON, nullable=False),  # what the server reports it serves
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Index("ix_audit_log_at", "at"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("digest", DIGEST, primary_key=True),  # sha256 of the token; the token is not kept
+    sa.Column("user", sa.String(200), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("revoked_at", TS),
+)
