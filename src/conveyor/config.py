@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from conveyor.config_ci import CIConfig
 from conveyor.config_delivery import AccessConfig, EnvironmentConfig, check_environments
 from conveyor.errors import ConfigError, did_you_mean
 
@@ -104,6 +105,7 @@ class ProjectConfig(_Model):
     checks: Checks = Field(default_factory=Checks)
     environments: list[EnvironmentConfig] = Field(default_factory=list)
     access: AccessConfig = Field(default_factory=AccessConfig)
+    ci: CIConfig = Field(default_factory=CIConfig)
 
     _environments = field_validator("environments")(check_environments)
 

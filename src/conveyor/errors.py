@@ -95,6 +95,12 @@ class TrustError(UsageError):
     """Loading a value would execute code the project has not trusted."""
 
 
+class PublishError(ConveyorError):
+    """A report could not be published to a code host (a pull-request comment, a note)."""
+
+    exit_code = EXIT_FAILED
+
+
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
     """A "did you mean 'x'?" suggestion for a misspelt ``name``, or None."""
     import difflib

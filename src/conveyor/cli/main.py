@@ -33,6 +33,29 @@ COMMANDS = {
         "Load-test a prediction service; gate on an SLO.",
     ),
     "data": ("conveyor.cli.data_cmd:data", "Infer schemas, validate data, measure drift."),
+    "promote": (
+        "conveyor.cli.delivery_cmd:promote",
+        "Promote a model version to an environment through its gates.",
+    ),
+    "approve": ("conveyor.cli.delivery_cmd:approve", "Approve a promotion, then deploy it."),
+    "reject": ("conveyor.cli.delivery_cmd:reject", "Reject a promotion awaiting approval."),
+    "rollback": (
+        "conveyor.cli.delivery_cmd:rollback",
+        "Return an environment to its previous live version.",
+    ),
+    "history": ("conveyor.cli.delivery_cmd:history", "The promotions of an environment."),
+    "status": (
+        "conveyor.cli.delivery_cmd:status_cmd",
+        "Each environment's live version, health, URL and traffic split.",
+    ),
+    "deploy": (
+        "conveyor.cli.delivery_cmd:deploy",
+        "Start an environment's serving process, or render Kubernetes manifests.",
+    ),
+    "stop": ("conveyor.cli.delivery_cmd:stop", "Stop an environment's serving process."),
+    "token": ("conveyor.cli.delivery_cmd:token", "Create API tokens."),
+    "whoami": ("conveyor.cli.delivery_cmd:whoami", "Show the current actor and its roles."),
+    "audit": ("conveyor.cli.delivery_cmd:audit", "Show the audit log."),
 }
 
 

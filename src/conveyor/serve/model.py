@@ -78,7 +78,7 @@ class ServedModel:
         self.estimator = estimator
         self.signature = signature
         self.method = method
-        sample = _example_columns(signature, examples)
+        sample = example_columns(signature, examples)
         self.input_form, self._call = _choose_call(estimator, method, signature, sample)
         probe = self._call(sample)
         self.output = OutputSpec(dtype=probe.dtype, shape=tuple(probe.shape[1:]))
@@ -222,7 +222,7 @@ def _seconds(call: Call, columns: list[Array]) -> float:
     return time.perf_counter() - start
 
 
-def _example_columns(signature: Signature, examples: pd.DataFrame | None) -> list[Array]:
+def example_columns(signature: Signature, examples: pd.DataFrame | None) -> list[Array]:
     """Typed columns of the example rows, or one synthetic row (zeros, False, "")."""
     columns: list[Array] = []
     for spec in signature.columns:

@@ -115,7 +115,7 @@ def serve(
 
     if workers < 1:
         raise UsageError("--workers must be at least 1")
-    _check_port(host, port)
+    check_port(host, port)
     options = uvicorn_options(host, port, drain_timeout_s)
     if workers == 1:
         if model is None:
@@ -149,7 +149,17 @@ def serve(
         os.environ.pop(MULTIPROC_ENV, None)
 
 
-def _check_port(host: str, port: int) -> None:
+def run_app(app: Any, *, host: str, port: int, drain_timeout_s: float = 30.0) -> None:
+    """Serve an app built by the caller (one process) until SIGTERM; return once drained."""
+    import uvicorn
+
+    check_port(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(host, port, drain_timeout_s)))
+    with _drain_exits_cleanly():
+        server.run()
+
+
+def check_port(host: str, port: int) -> None:
     """A clear error for a port in use, before the model is started (uvicorn would exit 1)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
