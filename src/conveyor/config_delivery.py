@@ -62,9 +62,12 @@ class ShadowGateConfig(_Model):
 
     source: str | None = None
     min_requests: int = Field(default=100, ge=1)
-    min_agreement: float = Field(default=0.99, ge=0.0, le=1.0)
+    min_agreement: float = Field(default=0.95, ge=0.0, le=1.0)
+    # labels: the predicted classes must agree (a retrained model's scores never match the
+    # logged ones exactly); scores: every output within ``tolerance``
+    compare: Literal["labels", "scores"] = "labels"
     tolerance: float = Field(default=1e-6, ge=0.0)  # scores this close agree
-    max_requests: int = Field(default=10_000, ge=1)
+    max_requests: int = Field(default=2_000, ge=1)
 
 
 class RolloutConfig(_Model):

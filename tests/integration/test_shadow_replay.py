@@ -27,7 +27,7 @@ from integration.package_support import TRUSTED, make_packaged
 
 T0 = datetime(2026, 3, 4, 5, 0, 0, tzinfo=UTC).timestamp()
 REQUESTS = 150
-GATE = ShadowGateConfig(min_requests=100, min_agreement=0.99)
+GATE = ShadowGateConfig(min_requests=100, min_agreement=0.99, compare="scores")
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +248,15 @@ def test_logs_of_versions_with_incompatible_inputs_keep_the_newest(tmp_path: Pat
     log_one(ColumnSpec(name="a", type="string"), "x", "2", T0 + 1)
     rows = read_logged_requests(str(tmp_path), "e", max_rows=10).to_pylist()
     assert [(r["model_version"], r["inputs"]) for r in rows] == [("2", {"a": "x"})]
+
+
+def test_labels_mode_compares_predicted_classes_not_scores(
+    served: ServedModel, artifacts: str
+) -> None:
+    """A retrained model's scores all differ from the logged ones, yet most of its predicted
+    classes are the same: the labels mode (the default) judges those."""
+    other = retrained(served)
+    by_scores = replay(artifacts, "staging", other, GATE)
+    by_labels = replay(artifacts, "staging", other, GATE.model_copy(update={"compare": "labels"}))
+    assert by_labels.agreement > by_scores.agreement
+    assert "compared as predicted labels" in by_name(by_labels)["shadow.agreement"].message

@@ -172,13 +172,13 @@ class Controller:
     def approve(self, promotion_id: int, comment: str = "") -> Promotion:
         promotion = self.delivery.get(promotion_id)
         env = environment(self.project.config, promotion.environment)
-        self._check_approver(promotion, env, "approve")
         if promotion.status != "awaiting_approval":
             raise RefusedError(
                 f"promotion #{promotion.id} is {promotion.status.replace('_', ' ')}, not "
                 "awaiting approval",
                 hint=f"see its events: conveyor history {promotion.environment}",
             )
+        self._check_approver(promotion, env, "approve")
         promotion = self.delivery.transition(
             promotion,
             expect=("awaiting_approval",),

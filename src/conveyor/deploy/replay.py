@@ -177,6 +177,9 @@ def replay(
     bounds = [*starts.tolist(), table.num_rows]
     outputs, seconds, failures = _predict(candidate, columns, bounds)
     logged = logged_outputs(table.column("outputs"))
+    if gate.compare == "labels":
+        logged = as_labels(logged)
+        outputs = [as_labels(o) if o is not None else None for o in outputs]
     agreement, max_diff = _agreement(logged, outputs, bounds, gate.tolerance)
     results.append(_agreement_check(agreement, max_diff, table.num_rows, failures, gate))
     times = np.array(seconds) * 1000
@@ -319,6 +322,21 @@ def _predict(
     return outputs, seconds, failures
 
 
+def as_labels(outputs: Array) -> Array:
+    """The label each row's output stands for: the most probable class of a row of class
+    probabilities, ``score >= 0.5`` for one probability per row; labels stay as they are."""
+    values = np.asarray(outputs)
+    if values.dtype.kind != "f":
+        return values
+    if values.ndim == 2 and values.shape[1] > 1:
+        labels: Array = np.argmax(values, axis=1)
+        return labels
+    flat = values.reshape(len(values))
+    if len(flat) and np.nanmin(flat) >= 0.0 and np.nanmax(flat) <= 1.0:
+        return (flat >= 0.5).astype(np.int64)
+    return values
+
+
 def _agreement(
     logged: Array,
     outputs: list[Array | None],
@@ -375,8 +393,13 @@ def _agreement_check(
     passed = agreement >= limit
     message = (
         f"{_share(agreement)} of {rows:,} rows agree with the logged predictions "
-        f"({'at least' if passed else 'below the limit of'} {_share(limit)}; scores agree "
-        f"within {gate.tolerance:g}, the largest difference is {_number(max_diff)})"
+        f"({'at least' if passed else 'below the limit of'} {_share(limit)}; "
+        + (
+            "compared as predicted labels)"
+            if gate.compare == "labels"
+            else f"scores agree within {gate.tolerance:g}, the largest difference is "
+            f"{_number(max_diff)})"
+        )
     )
     if failures:
         message += f"; the candidate failed on {len(failures):,} requests, first: {failures[0]}"
