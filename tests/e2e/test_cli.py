@@ -33,6 +33,17 @@ REPORTING = {
     "model package",
     "model validate",
     "predict",
+    "ci",
+    "promote",
+    "approve",
+    "reject",
+    "rollback",
+    "history",
+    "status",
+    "deploy",
+    "stop",
+    "whoami",
+    "audit",
 }
 
 

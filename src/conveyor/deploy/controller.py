@@ -23,11 +23,19 @@ from conveyor.config_delivery import EnvironmentConfig, seconds
 from conveyor.core.checks import CheckResult, Severity
 from conveyor.deploy import local
 from conveyor.deploy.environments import environment, previous
-from conveyor.deploy.gates import evidence, run_gates
+from conveyor.deploy.gates import evidence, run_gates, summarize
 from conveyor.deploy.identity import Actor, audit, may_approve, require
 from conveyor.deploy.state import Delivery, Promotion
 from conveyor.engine.lease import owner_id, pid_alive
-from conveyor.errors import GateFailedError, RefusedError, RunFailedError, UsageError
+from conveyor.errors import (
+    ConveyorError,
+    GateFailedError,
+    IntegrityError,
+    NotFoundError,
+    RefusedError,
+    RunFailedError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from conveyor.engine.project import Project
@@ -103,7 +111,10 @@ class Controller:
         self.recover(env.name)
         state = self.delivery.env_state(env.name)
         if state.live_version == mv.version and state.model == mv.name:
-            raise RefusedError(f"{mv.ref} is already live in {env.name}")
+            raise RefusedError(
+                f"{mv.ref} is already live in {env.name}: there is nothing to promote",
+                hint="see each environment's live version: conveyor status",
+            )
         promotion = self.delivery.request(
             environment=env.name,
             model=mv.name,
@@ -143,7 +154,7 @@ class Controller:
                     status="approved",
                     event="gates_passed",
                     actor=self.actor.name,
-                    message=f"gates passed ({gated}); promotion policy auto",
+                    message=f"gates passed ({summarize(results) or gated}); policy auto",
                     evidence=evidence(results),
                     lease_owner=self.owner,
                     lease_s=LEASE_S,
@@ -156,7 +167,7 @@ class Controller:
                 status="awaiting_approval",
                 event="gates_passed",
                 actor=self.actor.name,
-                message=f"gates passed ({gated}); waiting for approval by "
+                message=f"gates passed ({summarize(results) or gated}); waiting for approval by "
                 + ", ".join(env.approvers),
                 evidence=evidence(results),
                 lease_owner=None,
@@ -258,10 +269,14 @@ class Controller:
                 "--render DIR",
                 expect=("approved",),
             )
+            self._audit("deploy", promotion, "live")
             return self.delivery.get(promotion.id)
         running = local.deployment(self.project.metadata, env.name)
         if running is None or not running.running:
-            local.start(self.project, env, say=self.say)
+            try:
+                local.start(self.project, env, say=self.say)
+            except ConveyorError as exc:  # e.g. its port is taken: end the promotion now
+                self._fail(promotion, f"its server did not start: {exc.message}", exc.hint)
         strategy = promotion.strategy
         state = self.delivery.env_state(env.name)
         if state.live_version is None and strategy != "replace":
@@ -407,7 +422,7 @@ class Controller:
             + promotion.environment,
         )
 
-    def _fail(self, promotion: Promotion, why: str) -> None:
+    def _fail(self, promotion: Promotion, why: str, hint: str | None = None) -> None:
         self.delivery.close(
             promotion,
             status="failed",
@@ -418,7 +433,7 @@ class Controller:
         self._audit("deploy", promotion, "failed")
         raise RunFailedError(
             f"deploying {promotion.ref} to {promotion.environment} failed: {why}",
-            hint="the live version keeps serving all traffic",
+            hint=(hint + "; " if hint else "") + "the live version keeps serving all traffic",
         )
 
     def _await_serving(self, env: EnvironmentConfig, version: int, timeout_s: float = 60) -> None:
@@ -459,7 +474,13 @@ class Controller:
             )
         # Verifies the stored bytes against the digest: a corrupt package is refused here,
         # before any state changes.
-        self.project.artifacts.blobs.local_path(mv.package_digest)
+        try:
+            self.project.artifacts.blobs.local_path(mv.package_digest)
+        except (IntegrityError, NotFoundError) as exc:
+            raise RefusedError(
+                f"the release package of {mv.ref} cannot be used: {exc.message}",
+                hint=f"build it again: conveyor model package {mv.ref}",
+            ) from None
 
     def _check_approver(
         self, promotion: Promotion, env: EnvironmentConfig, verb: str, *, four_eyes: bool = True

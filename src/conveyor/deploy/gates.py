@@ -66,7 +66,11 @@ def run_gates(
         failed = [r for r in tagged if not r.passed and r.severity == Severity.ERROR]
         say(
             f"gate {gate}: "
-            + (f"FAILED ({failed[0].message})" if failed else f"passed ({len(tagged)} checks)")
+            + (
+                f"FAILED ({failed[0].message})"
+                if failed
+                else f"passed ({len(tagged)} check{'' if len(tagged) == 1 else 's'})"
+            )
         )
         results.extend(tagged)
     return results
@@ -147,8 +151,17 @@ def _load(
             endpoint, payload, shape, target=mv.ref, slo=slo, ceiling_s=1.0, progress=say
         )
     m = report.measurement
-    say(f"gate load: {m.qps:,.0f} requests/s, p99 {m.latency.p99_ms:.1f} ms")
-    return list(report.checks)
+    figures = f"{m.ok_qps:,.0f} requests/s, p99 {m.latency.p99_ms:.1f} ms"
+    say(f"gate load: {figures}")
+    measured = CheckResult(
+        name="load.measured",
+        kind="serving",
+        passed=True,
+        severity=Severity.INFO,
+        metrics={"qps": m.ok_qps, "p99_ms": m.latency.p99_ms, "requests": float(m.requests)},
+        message=figures,
+    )
+    return [measured, *report.checks]
 
 
 def _shadow(
@@ -174,6 +187,28 @@ def _shadow(
         f"{report.agreement:.2%}"
     )
     return list(report.results)
+
+
+def summarize(results: list[CheckResult]) -> str:
+    """One line of figures per gate, e.g. ``load 1,234 requests/s, p99 3.1 ms``."""
+    parts: list[str] = []
+    for gate in dict.fromkeys(r.details.get("gate", r.kind) for r in results):
+        mine = [r for r in results if r.details.get("gate", r.kind) == gate]
+        passed = sum(1 for r in mine if r.passed)
+        figures = {
+            "load": "load.measured",
+            "shadow": "shadow.agreement",
+            "infra": "infra:golden",
+        }.get(gate)
+        shown = next((r for r in mine if r.name == figures), None)
+        if gate == "shadow" and shown is not None:
+            text = f"{shown.metrics.get('agreement', 0.0):.1%} agreement"
+        elif shown is not None:
+            text = shown.message.split(" (")[0]
+        else:
+            text = f"{passed}/{len(mine)} checks passed"
+        parts.append(f"{gate}: {text}")
+    return "; ".join(parts)
 
 
 GATES: dict[str, Callable[..., list[CheckResult]]] = {
