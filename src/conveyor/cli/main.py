@@ -56,6 +56,11 @@ COMMANDS = {
     "token": ("conveyor.cli.delivery_cmd:token", "Create API tokens."),
     "whoami": ("conveyor.cli.delivery_cmd:whoami", "Show the current actor and its roles."),
     "audit": ("conveyor.cli.delivery_cmd:audit", "Show the audit log."),
+    "ci": (
+        "conveyor.cli.ci_cmd:ci",
+        "Test a change: pytest, pipeline on a sample, data, model and serving checks "
+        "against the base branch.",
+    ),
 }
 
 
