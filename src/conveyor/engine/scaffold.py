@@ -19,6 +19,25 @@ stores:
   metadata: sqlite:///.conveyor/conveyor.db     # postgresql://... for a team
   artifacts: .conveyor/artifacts                # s3://bucket/prefix for a team
 executor: local
+access:                       # roles: viewer < developer < approver < admin
+  users: {{}}                   # e.g. alice: [developer], bob: [approver]
+  default_role: developer
+environments:                 # promoted in this order; see docs/delivery.md
+  - name: test
+    promote: auto             # deployed as soon as its gates pass
+    gates: [infra, load]
+    load: {{concurrency: 4, duration: 5s, slo: {{max_p99_ms: 100, max_error_rate: 0.001}}}}
+    target: {{kind: local, port: 28601}}
+  - name: staging
+    promote: approval         # waits for an approver
+    approvers: [role:approver]
+    gates: [shadow]           # replays what test answered against the candidate
+    target: {{kind: local, port: 28602}}
+  - name: production
+    promote: manual           # an approver who is not the requester
+    approvers: [role:approver]
+    rollout: {{strategy: canary, steps: [10, 50, 100], min_requests: 200}}
+    target: {{kind: local, port: 28603}}
 """
 
 PIPELINE = '''\
