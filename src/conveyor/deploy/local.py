@@ -137,7 +137,14 @@ def start(
     current = deployment(store, env.name)
     if current is not None and current.running:
         return current
-    check_port(env.target.host, port)
+    try:
+        check_port(env.target.host, port)
+    except UsageError as exc:  # its hint names serve's --port, which deploy does not have
+        raise UsageError(
+            f"environment '{env.name}': {exc.message}",
+            hint=f"stop what is using port {port}, or give '{env.name}' another "
+            "target.port in conveyor.yaml",
+        ) from None
     url = f"http://{env.target.host}:{port}"
     log_file = log_path(project, env.name)
     log_file.parent.mkdir(parents=True, exist_ok=True)
