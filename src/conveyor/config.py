@@ -315,8 +315,9 @@ def _format_error(errors: list[Any], path: str, data: Any) -> ConfigError:
             f"{path}: {keypath}: unknown key",
             hint=suggestion or (f"allowed keys here: {', '.join(known)}" if known else None),
         )
+    message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     return ConfigError(
-        f"{path}: {keypath}: {err.get('msg', 'invalid value')}",
+        f"{path}: {keypath}: {message}",
         hint="see docs/configuration.md for the expected form",
     )
 

@@ -492,18 +492,24 @@ def test_identity_roles_default_role_and_tokens(tmp_path_factory: pytest.TempPat
     assert_user_error(
         cli(root, "whoami", CONVEYOR_TOKEN="cvy_" + "x" * 43), 1, "CONVEYOR_TOKEN is not valid"
     )
-    with connect(root) as conn:
-        conn.execute(sa.text("UPDATE tokens SET revoked_at = CURRENT_TIMESTAMP WHERE user = 'bob'"))
-        conn.commit()
+    assert snapshot(root)["audit_log"] == before["audit_log"]
+    assert_user_error(
+        cli(root, "token", "revoke", "--user", "bob", user="carol"),
+        1,
+        "may not revoke the tokens of bob",
+        "admin",
+    )
+    said = ok(cli(root, "token", "revoke", user=None, CONVEYOR_TOKEN=token)).stdout
+    assert "revoked 1 token of bob" in said
     revoked = snapshot(root)
     proc = cli(root, "promote", "pk:2", "--to", "test", CONVEYOR_TOKEN=token)
     assert_user_error(proc, 1, "CONVEYOR_TOKEN is not valid (revoked)", "conveyor token create")
     assert snapshot(root) == revoked
-    assert snapshot(root)["audit_log"] == before["audit_log"]
 
     assert audit_lines(root) == [
         ("bob", "token.create", "ok", "bob"),
         ("bob", "promote", "requested", "#1 pk:1 -> test"),
         ("bob", "deploy", "live", "#1 pk:1 -> test"),
         ("root", "token.create", "ok", "carol"),
+        ("bob", "token.revoke", "ok", "bob"),
     ]

@@ -379,6 +379,23 @@ def token_create(ctx: click.Context, user: str | None) -> None:
         project.close()
 
 
+@token.command("revoke")
+@click.option("--user", default=None, help="Whose tokens (default: yours; admins only).")
+@click.pass_context
+def token_revoke(ctx: click.Context, user: str | None) -> None:
+    """Revoke every token of a user; commands using them are refused from then on."""
+    from conveyor.deploy.identity import current_actor, revoke_tokens
+
+    project = open_project_from(ctx)
+    try:
+        actor = current_actor(project.metadata, project.config.access, os.environ)
+        who = user or actor.name
+        count = revoke_tokens(project.metadata, actor, who)
+        result(f"revoked {count} token{'' if count == 1 else 's'} of {who}")
+    finally:
+        project.close()
+
+
 @click.command()
 @json_option
 @click.pass_context

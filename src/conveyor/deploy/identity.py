@@ -154,6 +154,21 @@ def create_token(store: MetadataStore, actor: Actor, user: str) -> str:
     return token
 
 
+def revoke_tokens(store: MetadataStore, actor: Actor, user: str) -> int:
+    """Revoke every token of ``user`` (admins for anyone, others their own); returns how
+    many were revoked."""
+    if user != actor.name:
+        require(actor, "admin", f"revoke the tokens of {user}")
+    with store.writer.begin() as conn:
+        res = conn.execute(
+            t.tokens.update()
+            .where(t.tokens.c.user == user, t.tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now())
+        )
+        audit(conn, actor.name, "token.revoke", user, detail={"revoked": res.rowcount})
+    return int(res.rowcount)
+
+
 def read_audit(store: MetadataStore, limit: int = 100) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         rows = conn.execute(
