@@ -81,7 +81,7 @@ class RolloutConfig(_Model):
     max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     max_p99_ms: float | None = Field(default=None, gt=0)
     max_p99_ratio: float | None = Field(default=2.0, gt=0)  # canary p99 / stable p99
-    max_shift: float = Field(default=0.2, gt=0.0)  # prediction distribution shift (PSI)
+    max_shift: float = Field(default=0.25, gt=0.0)  # prediction distribution shift (PSI)
     min_agreement: float = Field(default=0.95, ge=0.0, le=1.0)  # live shadow
     step_timeout: Duration = "10m"
 

@@ -113,16 +113,22 @@ def test_controller_killed_at_a_crash_point_leaves_a_consistent_environment(
         crashed = cli(prod, "promote", f"pk:{target}", "--to", ENV, env={CRASH_ENV: point})
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr
         opened, state = left_open(prod), desired(prod, ENV)
-        if OUTCOME[point] == "failed":
+        if OUTCOME[point] == "failed" and opened is not None:
             # left open by the dead controller, its candidate (if set) still in the state
-            assert opened is not None and opened.version == target
+            assert opened.version == target
             assert state.live_version == before
             expect_candidate = target if point != "gates_passed" else None
             assert state.candidate_version == expect_candidate
+            # read in-process, recovering nothing: the promotion as the dead controller left it
+            assert last_promotion(prod)["status"] == LEFT[point]
+        elif OUTCOME[point] == "failed":
+            # the serving process saw the candidate's controller gone and reverted it already
+            assert point != "gates_passed", "no candidate was set: only a command recovers it"
+            assert state.live_version == before and state.candidate_version is None
+            assert last_promotion(prod)["status"] == "failed"
         else:
             assert opened is None and state.live_version == target
-        # read in-process, recovering nothing: the promotion as the dead controller left it
-        assert last_promotion(prod)["status"] == LEFT[point]
+            assert last_promotion(prod)["status"] == LEFT[point]
         assert_converged(prod, traffic, target if OUTCOME[point] == "live" else before)
         during = traffic.summary(start)
     promotion = last_promotion(prod)
@@ -130,7 +136,7 @@ def test_controller_killed_at_a_crash_point_leaves_a_consistent_environment(
     if OUTCOME[point] == "failed":
         reverted = promotion["events"][-1]
         assert reverted["kind"] == "failed"
-        assert "reverted: the controller driving it" in reverted["message"]
+        assert "the controller driving it" in reverted["message"]
     assert during["errors"] == 0, during["first_errors"]
     assert left_open(prod) is None
 
@@ -175,9 +181,31 @@ def test_promotion_after_a_crash_is_not_blocked(prod: Path) -> None:
             prod, "promote", f"pk:{target}", "--to", ENV, env={CRASH_ENV: "candidate_set"}
         )
         assert crashed.returncode == -signal.SIGKILL
-        assert left_open(prod) is not None  # open, with a dead controller
+        opened = left_open(prod)  # open with a dead controller, unless the server reverted it
+        assert opened is None or opened.version == target
         code, promotion = promote(prod, f"pk:{target}", ENV)  # recovers, then promotes
         assert (code, promotion["status"]) == (0, "live"), promotion["stderr"]
         assert_converged(prod, traffic, target)
     previous = history(prod, ENV, limit=2)[1]
     assert (previous["version"], previous["status"]) == (target, "failed")
+
+
+def test_a_dead_controllers_canary_is_reverted_by_the_serving_process(prod: Path) -> None:
+    """No command runs after the crash: the serving process itself sees the candidate's
+    controller gone and takes its traffic share away."""
+    before = live_version(prod)
+    target = 2 if before == 1 else 1
+    with Traffic(url(prod, ENV)) as traffic:
+        traffic.wait_for(50)
+        crashed = cli(prod, "promote", f"pk:{target}", "--to", ENV, env={CRASH_ENV: "canary_step"})
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        wait_until(
+            lambda: left_open(prod) is None and desired(prod, ENV).candidate_version is None,
+            "the serving process reverts the abandoned canary",
+        )
+        state = desired(prod, ENV)
+        assert state.live_version == before
+        promotion = last_promotion(prod)
+        assert promotion["status"] == "failed"
+        assert promotion["events"][-1]["actor"] == "conveyor-server"
+        assert_converged(prod, traffic, before)

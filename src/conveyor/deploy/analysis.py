@@ -174,12 +174,22 @@ def result_json(r: CheckResult) -> dict[str, Any]:
 
 
 def psi(reference: FloatArray, current: FloatArray, bins: int = PSI_BINS) -> float:
-    """The population stability index of ``current`` against ``reference``: bins cut at the
-    reference's quantiles (ties merged), each share floored at ``PSI_EPSILON``. About 0 for
-    the same distribution; 0.1 is a small shift, above 0.25 a large one."""
+    """The population stability index of ``current`` against ``reference``, each bin's share
+    floored at ``PSI_EPSILON``. About 0 for the same distribution; 0.1 is a small shift,
+    above 0.25 a large one.
+
+    Probabilities (every value in [0, 1]) fall in ``bins`` equal-width bins: a classifier's
+    scores pile up near 0 or 1, where quantile edges would sit a hair apart and a slightly more
+    confident model would land wholly in one bin. Other outputs use the reference's quantiles
+    (ties merged)."""
     if not len(reference) or not len(current):
         return math.nan
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    low = min(float(reference.min()), float(current.min()))
+    high = max(float(reference.max()), float(current.max()))
+    if low >= 0.0 and high <= 1.0:
+        edges = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+    else:
+        edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
     ref = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1)
     cur = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1)
     p = np.maximum(ref / len(reference), PSI_EPSILON)

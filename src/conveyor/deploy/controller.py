@@ -244,14 +244,19 @@ class Controller:
         lost = self.delivery.abandoned(env_name, pid_alive)
         if lost is None:
             return None
-        reverted = self.delivery.close(
-            lost,
-            status="failed",
-            event="failed",
-            actor=self.actor.name,
-            message=f"reverted: the controller driving it ({lost.lease_owner}) stopped while "
-            f"it was {lost.status.replace('_', ' ')}; the live version serves all traffic",
-        )
+        try:
+            reverted = self.delivery.close(
+                lost,
+                status="failed",
+                event="failed",
+                actor=self.actor.name,
+                message=f"reverted: the controller driving it ({lost.lease_owner}) stopped "
+                f"while it was {lost.status.replace('_', ' ')}; the live version serves all "
+                "traffic",
+            )
+        except RefusedError:
+            return None  # the serving process (or another command) reverted it first
+        self._audit("recover", reverted, "failed")
         self.say(
             f"promotion #{lost.id} of {lost.ref} was abandoned by its controller and is reverted"
         )
@@ -318,6 +323,7 @@ class Controller:
         deadline = time.monotonic() + READY_TIMEOUT_S
         generation = self.delivery.env_state(env.name).generation
         while True:
+            self._still_open(promotion)
             observed = self._observed(env.name)
             candidate = observed.get("candidate") or {}
             if observed.get("generation", -1) >= generation:
@@ -358,6 +364,7 @@ class Controller:
             deadline = time.monotonic() + seconds(rollout.step_timeout)
             while True:
                 crash_point("canary_step")
+                self._still_open(promotion)
                 observed = self._observed(env.name)
                 if observed.get("generation", -1) == generation:
                     stats = observed.get("stats") or {}
@@ -388,6 +395,7 @@ class Controller:
         deadline = time.monotonic() + seconds(rollout.step_timeout)
         self.say(f"shadow {promotion.ref}: answering a copy of {env.name}'s traffic")
         while time.monotonic() < deadline:
+            self._still_open(promotion)
             observed = self._observed(env.name)
             stats = (observed.get("stats") or {}).get("candidate") or {}
             if observed.get("generation", -1) == generation and (
@@ -405,6 +413,15 @@ class Controller:
             f"the shadow did not see {rollout.min_requests} requests within {rollout.step_timeout}",
         )
         raise AssertionError("unreachable")
+
+    def _still_open(self, promotion: Promotion) -> None:
+        now = self.delivery.get(promotion.id)
+        if not now.is_open:
+            raise RefusedError(
+                f"promotion #{promotion.id} of {promotion.ref} was ended while its rollout "
+                f"ran: it is {now.status.replace('_', ' ')}",
+                hint=f"see its events: conveyor history {promotion.environment}",
+            )
 
     def _roll_back(self, promotion: Promotion, results: list[CheckResult], why: str) -> None:
         self.delivery.close(

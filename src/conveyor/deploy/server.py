@@ -203,6 +203,7 @@ class EnvironmentService(PredictionService):
                     await self._apply(state)
                 if changed or time.monotonic() - last_report >= REPORT_S:
                     await asyncio.to_thread(self._report)
+                    await asyncio.to_thread(self._revert_abandoned, state)
                     last_report = time.monotonic()
             except asyncio.CancelledError:
                 raise
@@ -301,6 +302,40 @@ class EnvironmentService(PredictionService):
         await asyncio.sleep(wait)
         await loaded.slot.stop()
         shutil.rmtree(loaded.directory, ignore_errors=True)
+
+    def _revert_abandoned(self, state: EnvState) -> None:
+        """A rollout whose controller died must not keep its share of traffic until someone
+        runs a command: revert it here (the same revert any command would do)."""
+        from conveyor.deploy.identity import audit
+        from conveyor.engine.lease import pid_alive
+        from conveyor.errors import ConveyorError
+
+        if state.candidate_promotion is None:
+            return
+        lost = self.delivery.abandoned(self.env.name, pid_alive)
+        if lost is None or lost.id != state.candidate_promotion:
+            return
+        try:
+            self.delivery.close(
+                lost,
+                status="failed",
+                event="failed",
+                actor="conveyor-server",
+                message=f"reverted by the serving process of {self.env.name}: the controller "
+                f"driving it ({lost.lease_owner}) stopped while it was "
+                f"{lost.status.replace('_', ' ')}; the live version serves all traffic",
+            )
+        except ConveyorError:
+            return  # a command reverted or ended it first
+        with self.project.metadata.writer.begin() as conn:
+            audit(
+                conn,
+                "conveyor-server",
+                "recover",
+                f"#{lost.id} {lost.ref} -> {lost.environment}",
+                "failed",
+            )
+        log.warning("reverted promotion #%d of %s: its controller is gone", lost.id, lost.ref)
 
     def observed(self) -> dict[str, Any]:
         return {
