@@ -180,3 +180,54 @@ def test_good_canary_goes_live_through_its_steps(prod: Path) -> None:
     assert set(traffic.summary(live)["by_version"]) == {"2"}
     found = status(prod, "prod")
     assert (found["live"], found["candidate"], found["traffic"]) == ("pk:2", None, "2: 100%")
+
+
+SHADOW = {"strategy": "shadow", "min_requests": 40, "min_agreement": 0.9, "step_timeout": "60s"}
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A project whose environment ``mirror`` (live shadow) serves pk:1."""
+    yield from _deployed(tmp_path_factory, "mirror", SHADOW)
+
+
+def shadow_log(root: Path, env: str) -> Any:
+    from conveyor.deploy.replay import read_logged_requests
+
+    return read_logged_requests(
+        str(root / ".conveyor" / "artifacts"), f"{env}.shadow", max_rows=100_000
+    )
+
+
+def test_live_shadow_answers_copies_and_clients_see_only_the_stable_version(
+    mirror: Path,
+) -> None:
+    """A shadow that agrees goes live; one that disagrees (trained on shuffled labels) is
+    rolled back. Clients are answered by the stable version throughout, and the shadow's
+    answers are logged apart, under env=mirror.shadow."""
+    with Traffic(ensure_live(mirror, "mirror", 1)) as traffic:
+        traffic.wait_for(50)
+        start = traffic.mark()
+        code, bad = promote(mirror, "pk:3", "mirror")
+        during_bad = traffic.summary(start, traffic.mark())
+        good_start = traffic.mark()
+        code_good, good = promote(mirror, "pk:2", "mirror")
+        wait_until(lambda: serving(mirror, "mirror", 2), "mirror serves pk:2 alone")
+    assert code == 1, bad["stderr"]
+    assert bad["status"] == "rolled_back"
+    rolled = event(bad, "rolled_back")
+    assert "shadow agreed with the live version" in rolled["message"]
+    failed = [c for c in rolled["evidence"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["shadow.agreement"]
+    assert during_bad["errors"] == 0 and set(during_bad["by_version"]) == {"1"}
+
+    assert (code_good, good["status"]) == (0, "live"), good["stderr"]
+    assert event(good, "live")["evidence"][0]["name"] == "shadow.agreement"
+    before_swap = traffic.summary(good_start)
+    assert before_swap["errors"] == 0
+    assert set(before_swap["by_version"]) <= {"1", "2"}
+
+    logged = shadow_log(mirror, "mirror")
+    versions = set(logged.column("model_version").to_pylist())
+    assert versions == {"2", "3"}  # both shadows' answers, none of the stable version's
+    assert set(logged.column("protocol").to_pylist()) == {"shadow"}

@@ -20,6 +20,7 @@ Run as ``python -m conveyor.deploy.server ROOT ENVIRONMENT`` by the supervisor.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -38,6 +39,7 @@ from conveyor.deploy.analysis import Reservoir, TrafficSample, compare_shadow, r
 from conveyor.deploy.state import Delivery, EnvState
 from conveyor.engine.project import Project
 from conveyor.serve.app import PredictionService, Slot
+from conveyor.serve.prediction_log import Entry, PredictionLog
 from conveyor.serve.problems import Refused
 from conveyor.serve.settings import ServeSettings
 from conveyor.serve.signature import Array
@@ -113,6 +115,7 @@ class EnvironmentService(PredictionService):
         self._random = random.Random()  # noqa: S311 (traffic splitting, not secrets)
         self._task: asyncio.Task[None] | None = None
         self._shadow_pending = 0
+        self._shadow_log: PredictionLog | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -126,6 +129,7 @@ class EnvironmentService(PredictionService):
             self._task.cancel()
         if self.candidate is not None:
             await self._retire(self.candidate, delay=0)
+        await self._close_shadow_log()
         await super().shutdown()
         if self.live is not None:
             shutil.rmtree(self.live.directory, ignore_errors=True)
@@ -150,6 +154,7 @@ class EnvironmentService(PredictionService):
         latency_s: float,
         columns: Sequence[Array],
         outputs: Array | None,
+        request_id: str = "",
     ) -> None:
         candidate = self.candidate
         is_candidate = candidate is not None and slot is candidate.slot
@@ -164,11 +169,15 @@ class EnvironmentService(PredictionService):
             and candidate.slot.model.signature == slot.model.signature
         ):
             self._shadow_pending += 1
-            self._spawn(self._shadow(candidate, columns, outputs))
+            self._spawn(self._shadow(candidate, columns, outputs, request_id))
 
-    async def _shadow(self, candidate: Loaded, columns: Sequence[Array], outputs: Array) -> None:
-        """The candidate answers a copy of a request; its answer is compared, never sent."""
+    async def _shadow(
+        self, candidate: Loaded, columns: Sequence[Array], outputs: Array, request_id: str
+    ) -> None:
+        """The candidate answers a copy of a request; its answer is compared and logged (under
+        ``env=ENVIRONMENT.shadow``), never sent."""
         stats = self.stats["candidate"]
+        received = time.time()
         start = time.perf_counter()
         try:
             got = await candidate.slot.predictor.predict(columns, len(columns[0]))
@@ -180,7 +189,19 @@ class EnvironmentService(PredictionService):
             return
         finally:
             self._shadow_pending -= 1
-        stats.add(200, time.perf_counter() - start, got)
+        latency = time.perf_counter() - start
+        stats.add(200, latency, got)
+        if self._shadow_log is not None:
+            self._shadow_log.record(
+                Entry(
+                    request_id=request_id or "shadow",
+                    protocol="shadow",
+                    received=received,
+                    latency_s=latency,
+                    columns=columns,
+                    outputs=got,
+                )
+            )
         tolerance = self.env.shadow.tolerance
         agreement, _ = compare_shadow(np.asarray(outputs), np.asarray(got), tolerance)
         stats.shadow_rows += len(got)
@@ -236,8 +257,39 @@ class EnvironmentService(PredictionService):
                 self.candidate_status, self.candidate_error = "failed", _reason(exc)
                 log.error("candidate %s:%s failed: %s", state.model, state.candidate_version, exc)
         self.mode, self.traffic = state.mode, state.traffic
+        await self._follow_shadow_log()
         self.generation = state.generation
         self.stats = {"live": VersionStats(), "candidate": VersionStats()}
+
+    async def _follow_shadow_log(self) -> None:
+        """A log of the shadow's answers while a shadow candidate is ready, none otherwise."""
+        candidate = self.candidate
+        want = (
+            candidate is not None
+            and self.mode == "shadow"
+            and self.candidate_status == "ready"
+            and self.settings.prediction_log is not None
+        )
+        current = self._shadow_log
+        if current is not None and (
+            not want or candidate is None or current.version != str(candidate.version)
+        ):
+            await self._close_shadow_log()
+        if want and self._shadow_log is None:
+            assert candidate is not None and self.settings.prediction_log is not None
+            settings = dataclasses.replace(
+                self.settings.prediction_log, environment=f"{self.env.name}.shadow"
+            )
+            model = candidate.slot.model
+            self._shadow_log = PredictionLog(
+                settings, model=model.name, version=model.version, signature=model.signature
+            )
+            self._shadow_log.start()
+
+    async def _close_shadow_log(self) -> None:
+        if self._shadow_log is not None:
+            log_, self._shadow_log = self._shadow_log, None
+            await log_.close()
 
     async def _go_live(self, state: EnvState) -> None:
         assert state.model is not None and state.live_version is not None

@@ -170,6 +170,7 @@ class PredictionService:
         latency_s: float,
         columns: Sequence[Array],
         outputs: Array | None,
+        request_id: str = "",
     ) -> None:
         """Called once per prediction request whose input parsed, with its outcome."""
 
@@ -413,7 +414,7 @@ class PredictionService:
                 raise
             status, out, media, out_headers = await answer(request_id, slot.model, outputs, extra)
             latency = time.perf_counter() - start
-            self.observe(slot, status, latency, columns, outputs)
+            self.observe(slot, status, latency, columns, outputs, request_id)
             if slot.log is not None:
                 slot.log.record(
                     Entry(
