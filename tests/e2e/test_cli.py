@@ -44,6 +44,7 @@ REPORTING = {
     "stop",
     "whoami",
     "audit",
+    "replay",
 }
 
 

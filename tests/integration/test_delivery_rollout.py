@@ -231,3 +231,26 @@ def test_live_shadow_answers_copies_and_clients_see_only_the_stable_version(
     versions = set(logged.column("model_version").to_pylist())
     assert versions == {"2", "3"}  # both shadows' answers, none of the stable version's
     assert set(logged.column("protocol").to_pylist()) == {"shadow"}
+
+
+def test_offline_replay_of_an_environments_logged_requests(stage: Path) -> None:
+    from conveyor.deploy.replay import read_logged_requests
+
+    artifacts = str(stage / ".conveyor" / "artifacts")
+    with Traffic(ensure_live(stage, "stage", 1)) as traffic:
+        traffic.wait_for(100)
+    wait_until(
+        lambda: read_logged_requests(artifacts, "stage", max_rows=1000).num_rows >= 100,
+        "stage's prediction log holds what it answered",
+    )
+    same = cli(stage, "replay", "pk:2", "--from", "stage", "--json")
+    assert same.returncode == 0, same.stderr
+    report = json.loads(same.stdout)
+    assert report["agreement"] == 1.0 and report["requests"] >= 100
+    assert report["candidate"] == "pk:2"
+
+    shuffled = cli(stage, "replay", "pk:3", "--from", "stage", "--min-agreement", "0.95")
+    assert shuffled.returncode == 1
+    assert "Shadow replay of pk:3 against 'stage': failed" in shuffled.stdout
+    assert "the replay of stage's requests against pk:3 failed" in shuffled.stderr
+    assert "Traceback" not in shuffled.stderr

@@ -435,3 +435,91 @@ def audit(ctx: click.Context, limit: int, as_json: bool) -> None:
             )
     finally:
         project.close()
+
+
+@click.command()
+@click.argument("ref", metavar="MODEL:VERSION")
+@click.option(
+    "--from", "source", required=True, help="The environment whose logged requests to replay."
+)
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Share of rows that must agree (default: the source's next environment's "
+    "shadow.min_agreement, else 0.95).",
+)
+@click.option(
+    "--compare",
+    type=click.Choice(["labels", "scores"]),
+    default=None,
+    help="Compare predicted labels (default) or every score within shadow.tolerance.",
+)
+@click.option(
+    "--max-requests", type=int, default=None, help="Replay at most this many (newest) requests."
+)
+@json_option
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    ref: str,
+    source: str,
+    min_agreement: float | None,
+    compare: str | None,
+    max_requests: int | None,
+    as_json: bool,
+) -> None:
+    """Offline shadow: replay the requests logged in an environment against MODEL:VERSION.
+
+    Reports how many of the candidate's answers agree with the ones the environment gave, and
+    the candidate's latency, as Markdown (or --json). Nothing is deployed. Exit 1 when the
+    agreement is below the limit or too few requests are logged.
+    """
+    import shutil
+
+    from conveyor.config_delivery import ShadowGateConfig
+    from conveyor.deploy.environments import environment
+    from conveyor.deploy.replay import replay as run_replay
+    from conveyor.errors import GateFailedError
+    from conveyor.registry.package import open_package, read_package
+    from conveyor.registry.versions import resolve_version
+    from conveyor.serve.model import ServedModel
+
+    project = open_project_from(ctx)
+    try:
+        environment(project.config, source)
+        names = [e.name for e in project.config.environments]
+        after = names.index(source) + 1
+        gate = (
+            project.config.environments[after].shadow if after < len(names) else ShadowGateConfig()
+        )
+        changes: dict[str, Any] = {"min_requests": 1}
+        if min_agreement is not None:
+            changes["min_agreement"] = min_agreement
+        if compare is not None:
+            changes["compare"] = compare
+        if max_requests is not None:
+            changes["max_requests"] = max_requests
+        gate = gate.model_copy(update=changes)
+        mv = resolve_version(project.metadata, ref)
+        status(f"replaying the requests logged in {source} against {mv.ref}")
+        directory = open_package(project, mv)
+        try:
+            candidate = ServedModel.from_package(
+                read_package(directory), tuple(project.config.trust.skops_types)
+            )
+            report = run_replay(project.artifacts_url, source, candidate, gate)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        if as_json:
+            emit_json(report.to_json())
+        else:
+            result(report.to_markdown())
+        if not report.passed:
+            failed = [r for r in report.results if not r.passed]
+            raise GateFailedError(
+                f"the replay of {source}'s requests against {mv.ref} failed: "
+                + "; ".join(r.message for r in failed[:3])
+            )
+    finally:
+        project.close()

@@ -53,7 +53,11 @@ COMMANDS = {
         "Start an environment's serving process, or render Kubernetes manifests.",
     ),
     "stop": ("conveyor.cli.delivery_cmd:stop", "Stop an environment's serving process."),
-    "token": ("conveyor.cli.delivery_cmd:token", "Create API tokens."),
+    "replay": (
+        "conveyor.cli.delivery_cmd:replay",
+        "Offline shadow: replay an environment's logged requests against a version.",
+    ),
+    "token": ("conveyor.cli.delivery_cmd:token", "Create and revoke API tokens."),
     "whoami": ("conveyor.cli.delivery_cmd:whoami", "Show the current actor and its roles."),
     "audit": ("conveyor.cli.delivery_cmd:audit", "Show the audit log."),
     "ci": (
