@@ -417,4 +417,6 @@ def test_a_directory_of_parquet_files_with_partitions(packaged, tmp_path: Path) 
     out = out.sort_values("id").reset_index(drop=True)
     assert out["id"].tolist() == list(range(1200))
     assert out["region"].astype(str).tolist() == data["region"].tolist()
-    assert np.array_equal(out[PROBA].to_numpy(), expected(packaged["model"], data))
+    got, want = out[PROBA].to_numpy(), expected(packaged["model"], data)
+    # chunks of 250 rows and one call on all rows may differ in the last bits of a float
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)

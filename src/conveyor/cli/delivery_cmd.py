@@ -176,7 +176,8 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
         from rich.table import Table
 
         table = Table(box=None, pad_edge=False)
-        for column in ("environment", "policy", "live", "health", "url", "traffic", "last"):
+        columns = ("environment", "policy", "live", "health", "url", "traffic", "last")
+        for column in (*columns, "gates of the live version"):
             table.add_column(column)
         for row in rows:
             table.add_row(
@@ -187,10 +188,26 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
                 row["url"] or "-",
                 row["traffic"],
                 row["last_promotion"] or "-",
+                row["gates"] or "-",
             )
         console().print(table)
     finally:
         project.close()
+
+
+def _gates_of(controller: Any, promotion_id: int | None) -> str | None:
+    """The figures of the gates and rollout checks the live version passed."""
+    from conveyor.deploy.gates import from_evidence, summarize
+
+    if promotion_id is None:
+        return None
+    checks = [
+        from_evidence(doc)
+        for event in controller.delivery.events(promotion_id)
+        if event.kind in ("gates_passed", "live")
+        for doc in event.evidence
+    ]
+    return summarize(checks) or None
 
 
 def _env_status(controller: Any, env: Any) -> dict[str, Any]:
@@ -216,6 +233,7 @@ def _env_status(controller: Any, env: Any) -> dict[str, Any]:
         health = "healthy" if deployed.healthy else "unhealthy"
     last = controller.delivery.promotions(env.name, 1)
     return {
+        "gates": _gates_of(controller, state.live_promotion),
         "environment": env.name,
         "promote": env.promote,
         "live": live,

@@ -23,7 +23,7 @@ from conveyor.config_delivery import EnvironmentConfig, seconds
 from conveyor.core.checks import CheckResult, Severity
 from conveyor.deploy import local
 from conveyor.deploy.environments import environment, previous
-from conveyor.deploy.gates import evidence, run_gates, summarize
+from conveyor.deploy.gates import evidence, run_gates, summarize, tag
 from conveyor.deploy.identity import Actor, audit, may_approve, require
 from conveyor.deploy.state import Delivery, Promotion
 from conveyor.engine.lease import owner_id, pid_alive
@@ -376,7 +376,7 @@ class Controller:
                     if verdict.decision == "fail":
                         self._roll_back(promotion, verdict.results, verdict.summary)
                     if verdict.decision == "pass":
-                        results = verdict.results
+                        results = [tag(r, "canary") for r in verdict.results]
                         self.say(f"canary {promotion.ref} at {share}%: {verdict.summary}")
                         break
                 if time.monotonic() > deadline:
@@ -401,7 +401,7 @@ class Controller:
             if observed.get("generation", -1) == generation and (
                 stats.get("requests", 0) >= rollout.min_requests
             ):
-                results = _shadow_results(stats, rollout)
+                results = [tag(r, "live shadow") for r in _shadow_results(stats, rollout)]
                 failed = [r for r in results if not r.passed]
                 if failed:
                     self._roll_back(promotion, results, "; ".join(r.message for r in failed))

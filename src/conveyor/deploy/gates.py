@@ -62,7 +62,7 @@ def run_gates(
             continue
         say(f"gate {gate}: running")
         found = GATES[gate](project, mv, env, previous, say)
-        tagged = [_tag(r, gate) for r in found]
+        tagged = [tag(r, gate) for r in found]
         failed = [r for r in tagged if not r.passed and r.severity == Severity.ERROR]
         say(
             f"gate {gate}: "
@@ -76,7 +76,7 @@ def run_gates(
     return results
 
 
-def _tag(result: CheckResult, gate: str) -> CheckResult:
+def tag(result: CheckResult, gate: str) -> CheckResult:
     return CheckResult(
         name=result.name,
         kind=result.kind,
@@ -201,7 +201,16 @@ def summarize(results: list[CheckResult]) -> str:
             "infra": "infra:golden",
         }.get(gate)
         shown = next((r for r in mine if r.name == figures), None)
-        if gate == "shadow" and shown is not None:
+        if gate == "canary":
+            metrics: dict[str, float] = {}
+            for r in mine:
+                metrics.update(r.metrics)
+            text = (
+                f"{int(metrics.get('requests', 0))} canary requests, PSI "
+                f"{metrics.get('psi', float('nan')):.3f}, p99 "
+                f"{metrics.get('p99_ms', float('nan')):.1f} ms"
+            )
+        elif gate == "shadow" and shown is not None:
             text = f"{shown.metrics.get('agreement', 0.0):.1%} agreement"
         elif shown is not None:
             text = shown.message.split(" (")[0]
