@@ -29,7 +29,9 @@ What it measures
 
     Cold start: from launching ``conveyor serve`` (package extraction and verification, skops
     load, uvicorn start-up) to the first 200 answer to a prediction on ``/invocations``, polled
-    every 5 ms; MLflow's is measured the same way, for reference.
+    every 5 ms; MLflow's is measured the same way, for reference. The floor printed with them
+    is a process importing the model's libraries, timed until it has imported them (not until
+    it exits). ``--cold-only`` measures the cold starts alone, without MLflow or wrk.
 
     MLflow is installed by this script into its own virtual environment under
     ``benchmarks/.work/mlflow-venv`` (``pip install mlflow`` with this environment's numpy,
@@ -51,6 +53,8 @@ How to run (from the repository root)
     .venv/bin/python benchmarks/serve_vs_mlflow.py --quick    # 3 s runs, 2 rounds (~4 min)
     .venv/bin/python benchmarks/serve_vs_mlflow.py --profile  # also: cProfile of one
                                                               # `conveyor serve` under load
+    .venv/bin/python benchmarks/serve_vs_mlflow.py --cold-only --cold 9  # cold starts alone
+                                                              # (~1 min; no MLflow, no wrk)
 Options: --duration S, --rounds N, --cold N (cold starts per model), --models logreg,credit-risk,
 --generator wrk|conveyor, --keep (leave the temporary projects in place).
 """
@@ -618,6 +622,90 @@ def profile(model: Model, gen: Generator, cpu: set[int] | None, work: Path, seco
         print(text[start:].rstrip() if start >= 0 else text.rstrip())
 
 
+# -- cold starts ------------------------------------------------------------------------------
+def cold_starts(
+    models: list[Model],
+    colds: int,
+    cpu: set[int] | None,
+    work: Path,
+    mlflow_python: Path | None,
+) -> dict[str, list[float]]:
+    """Seconds from launch to the first 200 on /invocations, one server at a time, interleaved
+    with the floor (a process importing the model's libraries); MLflow (when given) up to 3
+    times per model."""
+    who = "Conveyor, up to 3 for MLflow" if mlflow_python else "Conveyor"
+    print(f"\ncold starts ({colds} per model for {who}) ...", flush=True)
+    cold: dict[str, list[float]] = {}
+    for r in range(colds):
+        cold.setdefault("floor: import the model's libraries", []).append(floor_seconds(cpu))
+        for model in models:
+            launches = [("conveyor", conveyor_server(model, False, free_port()))]
+            if mlflow_python is not None and r < 3:
+                launches.append(("mlflow", mlflow_server(model, mlflow_python, free_port())))
+            for kind, server in launches:
+                with running([server], cpu, work):
+                    cold.setdefault(f"{kind} {model.name}", []).append(
+                        server.wait_ready(model.body(0), poll=0.005)
+                    )
+    return cold
+
+
+def floor_seconds(cpu: set[int] | None) -> float:
+    """Seconds from launch until a process has imported the model's libraries: until it says
+    so, not until it exits (tearing those modules down takes a further ~0.2 s)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [PYTHON, "-c", f"{IMPORTS}; print('imported', flush=True)"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        preexec_fn=pinned(cpu),
+    )
+    assert proc.stdout is not None
+    said = proc.stdout.readline()
+    seconds = time.perf_counter() - start
+    proc.stdout.close()
+    if proc.wait() != 0 or not said:
+        raise SystemExit(f"importing the model's libraries failed: {IMPORTS}")
+    return seconds
+
+
+def print_cold_starts(cold: dict[str, list[float]]) -> None:
+    print(f"\n{'cold start, launch to first 200':<34}{'median s':>10}{'min s':>8}{'max s':>8}")
+    print("-" * 60)
+    for label, values in cold.items():
+        print(
+            f"{label:<34}{statistics.median(values):>10.3f}{min(values):>8.3f}{max(values):>8.3f}"
+        )
+
+
+def print_cold_verdict(name: str, cold: dict[str, list[float]]) -> None:
+    values = cold[f"conveyor {name}"]
+    cs = statistics.median(values)
+    print(
+        f"{name}: cold start {cs:.3f} s (max {max(values):.3f} s)  "
+        f"{verdict(cs <= COLD_START_S)} (target <= {COLD_START_S} s)"
+    )
+
+
+def cold_only(names: list[str], colds: int) -> None:
+    """--cold-only: the cold starts alone, without MLflow, wrk or the load runs."""
+    server_cpu, _ = cpus()
+    work = Path(tempfile.mkdtemp(prefix="cvbench-serve-"))
+    try:
+        print("Cold start of conveyor serve, process launch to the first 200 on /invocations")
+        print(f"load average {load()}; servers pinned to CPU {sorted(server_cpu or [])}")
+        print(f"scratch under {work}; building the models ...", flush=True)
+        models = [build_model(name, work) for name in names]
+        cold = cold_starts(models, colds, server_cpu, work, None)
+        print_cold_starts(cold)
+        print()
+        for model in models:
+            print_cold_verdict(model.name, cold)
+        print(f"load average at the end: {load()}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- main -------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def running(servers: list[Server], cpu: set[int] | None, logs: Path) -> Iterator[None]:
@@ -643,6 +731,9 @@ def main() -> None:
         "--no-log", action="store_true", help="serve without the prediction log (default: on)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
+    parser.add_argument(
+        "--cold-only", action="store_true", help="only the cold starts (no MLflow, no load)"
+    )
     args = parser.parse_args()
     seconds = args.duration or (3.0 if args.quick else 10.0)
     rounds = args.rounds or (2 if args.quick else 3)
@@ -650,6 +741,9 @@ def main() -> None:
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     if args.no_log:
         SERVE_ARGS.append("--no-log")
+    if args.cold_only:
+        cold_only(names, colds)
+        return
 
     wrk = ensure_wrk() if args.generator == "wrk" else None
     mlflow_python = ensure_mlflow()
@@ -734,26 +828,7 @@ def main() -> None:
                         )
                 print(f"  round {r + 1}/{rounds} done; load average {load()}", flush=True)
 
-        # Cold starts: launch to the first 200, one server at a time, interleaved.
-        print(f"\ncold starts ({colds} per model for Conveyor, up to 3 for MLflow) ...", flush=True)
-        cold: dict[str, list[float]] = {}
-        for r in range(colds):
-            t0 = time.perf_counter()
-            subprocess.run(
-                [PYTHON, "-c", IMPORTS], env=ENV, check=True, preexec_fn=pinned(server_cpu)
-            )
-            cold.setdefault("floor: import the model's libraries", []).append(
-                time.perf_counter() - t0
-            )
-            for model in models.values():
-                launches = [("conveyor", conveyor_server(model, False, free_port()))]
-                if r < 3:
-                    launches.append(("mlflow", mlflow_server(model, mlflow_python, free_port())))
-                for kind, server in launches:
-                    with running([server], server_cpu, work):
-                        cold.setdefault(f"{kind} {model.name}", []).append(
-                            server.wait_ready(model.body(0), poll=0.005)
-                        )
+        cold = cold_starts(list(models.values()), colds, server_cpu, work, mlflow_python)
 
         # -- report ---------------------------------------------------------------------------
         med: dict[tuple[str, int], Result] = {}
@@ -780,13 +855,7 @@ def main() -> None:
                 f"{label:<34}{c:>4}{res.rps:>9.0f}{min(rps):>8.0f}{max(rps):>8.0f}"
                 f"{res.p50_ms:>9.2f}{res.p99_ms:>9.2f}  {errors}"
             )
-        print(f"\n{'cold start, launch to first 200':<34}{'median s':>10}{'min s':>8}{'max s':>8}")
-        print("-" * 60)
-        for label, values in cold.items():
-            print(
-                f"{label:<34}{statistics.median(values):>10.3f}{min(values):>8.3f}"
-                f"{max(values):>8.3f}"
-            )
+        print_cold_starts(cold)
         print(f"\nreference (measured earlier on the development machine): {REFERENCE}")
 
         print()
@@ -809,11 +878,7 @@ def main() -> None:
                 f"{n}: c=64 --batch RPS {b64.rps:.0f} vs unbatched {cv64.rps:.0f} = {gain:.2f}x  "
                 f"{verdict(gain >= BATCH_GAIN)} (target >= {BATCH_GAIN:g}x)"
             )
-            cs = statistics.median(cold[f"conveyor {n}"])
-            print(
-                f"{n}: cold start {cs:.3f} s (max {max(cold[f'conveyor {n}']):.3f} s)  "
-                f"{verdict(cs <= COLD_START_S)} (target <= {COLD_START_S} s)"
-            )
+            print_cold_verdict(n, cold)
             for c in CONCURRENCY:
                 noop_rps, uv_rps = med[(noop.label, c)].rps, med[(uv.label, c)].rps
                 fractions = ", ".join(

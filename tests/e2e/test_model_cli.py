@@ -96,3 +96,60 @@ def test_serving_with_the_proven_onnx_file(tmp_path: Path) -> None:
         server.terminate()
         _, err = server.communicate(timeout=30)  # also closes the pipes
     assert server.returncode == 0, err
+
+
+def test_serving_one_worker_answers_the_golden_rows_and_stops_cleanly(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from integration.test_package import make_packaged
+
+    root, mv, package_dir = make_packaged(tmp_path / "proj")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "conveyor", "serve", mv.ref, "--port", str(port), "--no-log"]
+    server = subprocess.Popen(
+        argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, server.communicate()
+            time.sleep(0.1)
+        golden = json.loads((package_dir / "golden" / "inputs.json").read_text())
+        expected = json.loads((package_dir / "golden" / "predictions.json").read_text())
+        body = {"dataframe_split": {"columns": golden["columns"], "data": golden["data"]}}
+        response = httpx.post(f"{url}/invocations", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        got = response.json()["predictions"]
+        for row_got, row_want in zip(got, expected["predictions"], strict=True):
+            assert max(abs(a - b) for a, b in zip(row_got, row_want, strict=True)) < 1e-9
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert f"stopped serving {mv.ref}" in err
+
+
+def test_a_failed_serve_leaves_the_garbage_collector_on(tmp_path: Path) -> None:
+    import gc
+
+    from click.testing import CliRunner
+
+    from conveyor.cli.main import cli
+    from conveyor.errors import NotFoundError
+    from helpers import write_files
+
+    root = write_files(tmp_path / "proj", {"conveyor.yaml": "name: sv\n"})
+    result = CliRunner().invoke(cli, ["-C", str(root), "serve", "nosuch:1"])
+    assert isinstance(result.exception, NotFoundError)
+    assert gc.isenabled()

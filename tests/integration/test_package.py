@@ -275,3 +275,15 @@ def test_open_package_needs_a_built_package_and_an_empty_destination(packaged, t
             open_package(project, dataclasses.replace(mv, package_digest=None))
         opened = open_package(project, mv.package_digest, tmp_path / "by-digest")
     assert (opened / "conveyor.json").is_file()
+
+
+def test_extract_package_returns_what_reading_the_directory_gives(packaged, tmp_path) -> None:
+    from conveyor.engine.project import open_project
+    from conveyor.registry.package import extract_package, read_package
+
+    root, mv, _directory = packaged
+    with open_project(root, environ={}) as project:
+        package = extract_package(project, mv, tmp_path / "extracted")
+    assert package.directory == tmp_path / "extracted"
+    assert package == read_package(tmp_path / "extracted")
+    assert package.ref == mv.ref

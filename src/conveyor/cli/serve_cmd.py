@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,45 +160,49 @@ def serve(
     """
     import shutil
 
-    from conveyor.registry.package import open_package
-    from conveyor.registry.versions import resolve_version
-    from conveyor.serve import BatchSettings, Limits, LogSettings, ServeSettings
-    from conveyor.serve.run import ServeSpec, load_package_model
-    from conveyor.serve.run import serve as run_server
+    with contextlib.ExitStack() as cleanup:
+        with _collector_paused(freeze=workers == 1):
+            from conveyor.registry.package_read import extract_package
+            from conveyor.registry.versions import resolve_version
+            from conveyor.serve import BatchSettings, Limits, LogSettings, ServeSettings
+            from conveyor.serve.run import ServeSpec, package_model
+            from conveyor.serve.run import serve as run_server
 
-    project = open_project_from(ctx)
-    mv = resolve_version(project.metadata, ref)
-    settings = ServeSettings(
-        limits=Limits(
-            max_body_bytes=int(max_body_mb * 1024 * 1024),
-            max_rows=max_rows,
-            predict_timeout_s=predict_timeout,
-            max_in_flight=max_in_flight,
-            body_timeout_s=body_timeout,
-        ),
-        batching=BatchSettings(max_batch_rows=max_batch_rows, max_wait_s=max_wait_ms / 1000)
-        if batch
-        else None,
-        prediction_log=LogSettings(
-            url=project.artifacts_url, environment=environment, flush_interval_s=log_interval
-        )
-        if prediction_log
-        else None,
-        threads=threads,
-    )
-    onnx_path = _proven_onnx(project, mv) if use_onnx else None
-    package_dir = open_package(project, mv)
-    project.close()
-    try:
-        spec = ServeSpec(
-            package_dir=package_dir,
-            trusted_types=tuple(project.config.trust.skops_types),
-            settings=settings,
-            onnx_path=onnx_path,
-        )
-        model = (
-            load_package_model(package_dir, spec.trusted_types, onnx_path) if workers == 1 else None
-        )
+            project = open_project_from(ctx)
+            mv = resolve_version(project.metadata, ref)
+            settings = ServeSettings(
+                limits=Limits(
+                    max_body_bytes=int(max_body_mb * 1024 * 1024),
+                    max_rows=max_rows,
+                    predict_timeout_s=predict_timeout,
+                    max_in_flight=max_in_flight,
+                    body_timeout_s=body_timeout,
+                ),
+                batching=BatchSettings(max_batch_rows=max_batch_rows, max_wait_s=max_wait_ms / 1000)
+                if batch
+                else None,
+                prediction_log=LogSettings(
+                    url=project.artifacts_url,
+                    environment=environment,
+                    flush_interval_s=log_interval,
+                )
+                if prediction_log
+                else None,
+                threads=threads,
+            )
+            onnx_path = _proven_onnx(project, mv) if use_onnx else None
+            package = extract_package(project, mv)
+            package_dir = package.directory
+            cleanup.callback(shutil.rmtree, package_dir, ignore_errors=True)
+            project.close()
+            spec = ServeSpec(
+                package_dir=package_dir,
+                trusted_types=tuple(project.config.trust.skops_types),
+                settings=settings,
+                onnx_path=onnx_path,
+            )
+            # One worker serves from this process: the package was verified just now.
+            model = package_model(package, spec.trusted_types, onnx_path) if workers == 1 else None
         status(
             f"serving {mv.ref} on http://{host}:{port} (v2 at /v2, MLflow at /invocations, "
             f"metrics at /metrics); SIGTERM or Ctrl-C stops it"
@@ -208,9 +215,29 @@ def serve(
             workers=workers,
             drain_timeout_s=drain_timeout,
         )
-    finally:
-        shutil.rmtree(package_dir, ignore_errors=True)
     status(f"stopped serving {mv.ref}")
+
+
+@contextlib.contextmanager
+def _collector_paused(freeze: bool) -> Iterator[None]:
+    """Start-up with the cyclic garbage collector paused.
+
+    Start-up (the imports, the model) creates millions of objects that live as long as the
+    process and next to no garbage, so the collector's passes over them during start-up are
+    wasted work: about a sixth of a cold start. With ``freeze`` (the model was loaded in this
+    process), what start-up left is collected once and frozen, as the service does when it
+    starts anyway (``PredictionService.startup``), which leaves that collection little to do.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        if freeze:
+            gc.collect()
+            gc.freeze()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _proven_onnx(project: Any, mv: Any) -> Path:

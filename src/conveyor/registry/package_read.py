@@ -50,6 +50,14 @@ def open_package(
 ) -> Path:
     """Extract a stored package to ``dest`` (new or empty; a fresh temporary directory by
     default, which the caller removes) and verify it. Returns the directory."""
+    return extract_package(project, mv_or_digest, dest).directory
+
+
+def extract_package(
+    project: Project, mv_or_digest: ModelVersion | str, dest: Path | None = None
+) -> Package:
+    """:func:`open_package`, returning the verified package, so that a caller which uses it at
+    once need not read (and hash) every file again."""
     if isinstance(mv_or_digest, str):
         digest = mv_or_digest
         if not is_digest(digest):
@@ -74,8 +82,7 @@ def open_package(
                     f"package {digest[:12]} holds '{member.name}', which is not a plain file"
                 )
         tar.extractall(dest, filter="data")
-    read_package(dest)
-    return dest
+    return read_package(dest)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

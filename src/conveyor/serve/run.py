@@ -21,13 +21,16 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import UsageError
 from conveyor.serve.app import PredictionService
 from conveyor.serve.metrics import MULTIPROC_ENV
 from conveyor.serve.model import ServedModel
 from conveyor.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from conveyor.registry.package_read import Package
 
 SPEC_ENV = "CONVEYOR_SERVE_SPEC"
 FACTORY = "conveyor.serve.run:app_from_environment"
@@ -69,7 +72,13 @@ def load_package_model(
 ) -> ServedModel:
     from conveyor.registry.package import read_package
 
-    package = read_package(package_dir)
+    return package_model(read_package(package_dir), trusted_types, onnx_path)
+
+
+def package_model(
+    package: Package, trusted_types: Sequence[str] = (), onnx_path: Path | None = None
+) -> ServedModel:
+    """The model of a package verified already (by ``read_package`` or ``extract_package``)."""
     if onnx_path is None:
         return ServedModel.from_package(package, trusted_types)
     return ServedModel.from_onnx(package, onnx_path.read_bytes())

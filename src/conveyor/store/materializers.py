@@ -233,16 +233,19 @@ class SkopsEstimator:
 
     def load(self, path: Path, meta: dict[str, Any], ctx: MaterializeContext) -> Any:
         import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
 
         data = path.read_bytes()
+        # One pass over the file (each pass reads every array): skops loads it only if each
+        # type it does not trust by itself is among the schema's types that we trust. Only
+        # when it finds another does it take the second pass below, to name the refused types.
+        trusted = [t for t in _skops_schema_types(data) if _trusted_skops_type(t, ctx)]
+        try:
+            return sio.loads(data, trusted=trusted)
+        except UntrustedTypesFoundException:
+            pass
         untrusted = sio.get_untrusted_types(data=data)
-        refused = [
-            t
-            for t in untrusted
-            if not (t.startswith(SAFE_SKOPS_PREFIXES) and t.rpartition(".")[2][:1].isupper())
-            and t not in SAFE_SKOPS_TYPES
-            and t not in ctx.skops_types
-        ]
+        refused = [t for t in untrusted if not _trusted_skops_type(t, ctx)]
         if refused:
             raise TrustError(
                 f"the model uses types that are not trusted: {', '.join(sorted(refused))}",
@@ -250,6 +253,35 @@ class SkopsEstimator:
                 "conveyor.yaml",
             )
         return sio.loads(data, trusted=untrusted)
+
+
+def _trusted_skops_type(name: str, ctx: MaterializeContext) -> bool:
+    """Conveyor's skops allowlist: scikit-learn classes, numpy's dtype, and the project's
+    ``trust.skops_types``."""
+    sklearn_class = name.startswith(SAFE_SKOPS_PREFIXES) and name.rpartition(".")[2][:1].isupper()
+    return sklearn_class or name in SAFE_SKOPS_TYPES or name in ctx.skops_types
+
+
+def _skops_schema_types(data: bytes) -> set[str]:
+    """The ``module.Class`` names of the objects in a skops file's ``schema.json`` (none when
+    it cannot be read: skops then says why)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            schema = json.loads(z.read("schema.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        return set()
+    names: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            module, cls = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(cls, str):
+                names.add(f"{module}.{cls}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return names
 
 
 def safe_filename(recorded: Any) -> str:

@@ -252,6 +252,21 @@ def test_function_transformer_with_project_function_needs_trust(
     np.testing.assert_array_equal(loaded.transform(np.ones((2, 2))), np.full((2, 2), 2.0))
 
 
+def test_a_trusted_class_does_not_let_an_untrusted_function_through(
+    blobs: BlobStore, tmp_path: Path, xy: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = xy
+    model = make_pipeline(Clip(limit=0.5), FunctionTransformer(func=double)).fit(X, y)
+    info = make_store(blobs, tmp_path).save(model)
+    clip, func = f"{Clip.__module__}.Clip", f"{double.__module__}.double"
+
+    with pytest.raises(TrustError, match=func) as err:
+        make_store(blobs, tmp_path, skops_types=(clip,)).load(info)
+    assert clip not in err.value.message
+    loaded = make_store(blobs, tmp_path, skops_types=(clip, func)).load(info)
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+
+
 @pytest.mark.parametrize("func", [eval, np.load], ids=["builtins.eval", "numpy.load"])
 def test_dangerous_functions_inside_a_model_need_trust(store: ArtifactStore, func: Any) -> None:
     info = store.save(FunctionTransformer(func=func))

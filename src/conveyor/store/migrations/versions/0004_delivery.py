@@ -51,9 +51,7 @@ def upgrade() -> None:
         sa.Column("message", sa.Text, nullable=False),
         sa.Column("evidence", sa.JSON, nullable=False),
     )
-    op.create_index(
-        "ix_promotion_events_promotion", "promotion_events", ["promotion_id", "id"]
-    )
+    op.create_index("ix_promotion_events_promotion", "promotion_events", ["promotion_id", "id"])
     op.create_table(
         "environment_state",
         sa.Column("environment", sa.String(40), primary_key=True),
