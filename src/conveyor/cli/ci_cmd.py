@@ -83,6 +83,14 @@ def ci(
     metrics report, appends to $GITHUB_STEP_SUMMARY, and comments on the pull request when a
     token is set. Exit code 1 when a blocking check fails.
     """
+    # The team's pytest runs in a child process beside the other stages: on a CI runner's
+    # few cores, OpenMP and BLAS pools sized to every core in both processes spin against
+    # each other (the model stage took 10x longer). One thread each, unless the user set it;
+    # set before numpy or scikit-learn is imported, so their pools are sized by it.
+    from conveyor.ci.pytest_stage import THREAD_VARIABLES
+
+    for variable in THREAD_VARIABLES:
+        os.environ.setdefault(variable, "1")
     from conveyor.ci.junit import render_gitlab_metrics, render_junit
     from conveyor.ci.report import render_markdown
     from conveyor.ci.run import CIOptions, run_ci
