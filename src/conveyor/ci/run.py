@@ -212,11 +212,24 @@ class _Stages:
             return self.finish(outcome, baseline, comparing)
         say("stage 4/5: model checks")
         self.stages.append(comparing.model(recorded, self.clock))
-        self.join_tests()
         if self.stop():
             return self.finish(outcome, baseline, comparing)
+        # The package is built, served and smoke-tested while the suite may still run; the
+        # load test waits for the suite to end, so that it measures the service alone.
+        waited = [0.0]
+
+        def load_may_start() -> bool:
+            start = time.perf_counter()
+            self.join_tests()
+            waited[0] = time.perf_counter() - start
+            return not self.stop()
+
         self.clock.lap()
-        self.stages.append(comparing.serving(outcome, self.options.serve, say, self.clock))
+        serving = comparing.serving(
+            outcome, self.options.serve, say, self.clock, load_may_start, waited
+        )
+        self.join_tests()  # when the serving stage was skipped before its load test
+        self.stages.append(serving)
         return self.finish(outcome, baseline, comparing)
 
 
@@ -323,7 +336,13 @@ class _Comparing:
         return stage_of("model", TITLES["model"], checks, clock.lap(), notes)
 
     def serving(
-        self, outcome: RunOutcome, enabled: bool, say: Callable[[str], None], clock: _Clock
+        self,
+        outcome: RunOutcome,
+        enabled: bool,
+        say: Callable[[str], None],
+        clock: _Clock,
+        load_may_start: Callable[[], bool],
+        waited: list[float],
     ) -> Stage:
         from conveyor.ci.serving import serving_checks
 
@@ -339,7 +358,9 @@ class _Comparing:
         say("stage 5/5: smoke test and load test of the candidate's package")
         clock.lap()
         try:
-            checks, notes, self.figures = serving_checks(self.project, self.mine, digest, say)
+            checks, notes, self.figures = serving_checks(
+                self.project, self.mine, digest, say, load_may_start
+            )
         except ConfigError:
             raise
         except ConveyorError as exc:
@@ -347,7 +368,8 @@ class _Comparing:
                 [CheckResult(name="serve", kind="serving", passed=False, message=exc.message)],
                 [],
             )
-        return stage_of("serving", TITLES["serving"], checks, clock.lap(), notes)
+        # the time spent waiting for the test suite is the tests stage's, not this one's
+        return stage_of("serving", TITLES["serving"], checks, clock.lap() - waited[0], notes)
 
     def numbers(self, outcome: RunOutcome) -> Comparison:
         theirs = self.theirs

@@ -90,9 +90,17 @@ def smoke_check(host: str, port: int, directory: Path) -> CheckResult:
 
 
 def serving_checks(
-    project: Project, view: RunView, model_digest: str, say: Callable[[str], None]
+    project: Project,
+    view: RunView,
+    model_digest: str,
+    say: Callable[[str], None],
+    load_may_start: Callable[[], bool] = lambda: True,
 ) -> tuple[list[CheckResult], list[str], dict[str, float]]:
-    """(checks, notes, serving figures: qps, p50_ms, p99_ms, error_rate)."""
+    """(checks, notes, serving figures: qps, p50_ms, p99_ms, error_rate).
+
+    The package is built, served and smoke-tested at once; ``load_may_start()`` is called
+    before the load test (which must not share the CPU with other work) and may wait for
+    that work to end; False skips the load test."""
     cfg = project.config.ci.serve
     mv = _candidate_version(project, view, model_digest)
     if mv is None:
@@ -116,6 +124,8 @@ def serving_checks(
             smoke = smoke_check(host, port, root)
             if not smoke.passed:
                 return [smoke], ["the package failed its smoke test: no load test"], {}
+            if not load_may_start():
+                return [smoke], ["--fail-fast: an earlier stage failed, so no load test"], {}
             endpoint = Endpoint(host=host, port=port, path="/invocations")
             report = run_loadtest(
                 endpoint,

@@ -168,17 +168,16 @@ def _shadow(
     project: Project, mv: ModelVersion, env: EnvironmentConfig, previous: str | None, say: Say
 ) -> list[CheckResult]:
     from conveyor.deploy.replay import replay
-    from conveyor.registry.package import open_package, read_package
+    from conveyor.registry.package_read import extract_package
     from conveyor.serve.model import ServedModel
 
     source = env.shadow.source or previous
     if source is None:  # the configuration's validation prevents this
         raise AssertionError("a shadow gate needs a source environment")
-    directory = open_package(project, mv)
+    package = extract_package(project, mv)
+    directory = package.directory
     try:
-        candidate = ServedModel.from_package(
-            read_package(directory), tuple(project.config.trust.skops_types)
-        )
+        candidate = ServedModel.from_package(package, tuple(project.config.trust.skops_types))
         report = replay(project.artifacts_url, source, candidate, env.shadow)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

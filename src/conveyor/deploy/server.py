@@ -318,15 +318,15 @@ class EnvironmentService(PredictionService):
     async def _load(self, model: str, version: int) -> Loaded:
         """Load a version from its verified package, check its golden predictions, start it."""
         from conveyor.registry.infra import compare_predictions
-        from conveyor.registry.package import open_package, read_package
+        from conveyor.registry.package_read import extract_package
         from conveyor.registry.versions import get_version
         from conveyor.serve.model import ServedModel, example_columns
 
         def load() -> tuple[Any, Path]:
             mv = get_version(self.project.metadata, model, version)
-            directory = open_package(self.project, mv)
+            package = extract_package(self.project, mv)  # verified: every file's digest
+            directory = package.directory
             try:
-                package = read_package(directory)
                 served = ServedModel.from_package(
                     package, tuple(self.project.config.trust.skops_types)
                 )
