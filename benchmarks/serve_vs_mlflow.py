@@ -419,10 +419,11 @@ class Server:
 SERVE_ARGS: list[str] = []  # --no-log adds itself here
 
 
-def conveyor_server(model: Model, batch: bool, port: int) -> Server:
+def conveyor_server(model: Model, batch: bool, port: int, onnx: bool = False) -> Server:
     argv = [CONVEYOR, "serve", f"{model.name}:1", "--port", port, "--workers", 1, *SERVE_ARGS]
     argv += ["--batch"] if batch else []
-    label = f"conveyor{' --batch' if batch else ''} {model.name}"
+    argv += ["--onnx"] if onnx else []
+    label = f"conveyor{' --batch' if batch else ''}{' --onnx' if onnx else ''} {model.name}"
     return Server(label, argv, cwd=model.root, port=port)
 
 
@@ -640,6 +641,10 @@ def cold_starts(
         cold.setdefault("floor: import the model's libraries", []).append(floor_seconds(cpu))
         for model in models:
             launches = [("conveyor", conveyor_server(model, False, free_port()))]
+            if proven_onnx(model):
+                launches.append(
+                    ("conveyor --onnx", conveyor_server(model, False, free_port(), True))
+                )
             if mlflow_python is not None and r < 3:
                 launches.append(("mlflow", mlflow_server(model, mlflow_python, free_port())))
             for kind, server in launches:
@@ -648,6 +653,27 @@ def cold_starts(
                         server.wait_ready(model.body(0), poll=0.005)
                     )
     return cold
+
+
+_ONNX: dict[str, bool] = {}
+
+
+def proven_onnx(model: Model) -> bool:
+    """Whether the model's ONNX file is proven equivalent (``conveyor model validate --onnx``
+    runs once per model), so ``conveyor serve --onnx`` may serve it."""
+    if model.name not in _ONNX:
+        proc = subprocess.run(
+            [CONVEYOR, "model", "validate", f"{model.name}:1", "--onnx"],
+            cwd=model.root,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        _ONNX[model.name] = proc.returncode == 0
+        if proc.returncode != 0:
+            print(f"({model.name}: no proven ONNX file, so no --onnx cold start)", flush=True)
+    return _ONNX[model.name]
 
 
 def floor_seconds(cpu: set[int] | None) -> float:
@@ -679,12 +705,16 @@ def print_cold_starts(cold: dict[str, list[float]]) -> None:
 
 
 def print_cold_verdict(name: str, cold: dict[str, list[float]]) -> None:
-    values = cold[f"conveyor {name}"]
-    cs = statistics.median(values)
-    print(
-        f"{name}: cold start {cs:.3f} s (max {max(values):.3f} s)  "
-        f"{verdict(cs <= COLD_START_S)} (target <= {COLD_START_S} s)"
-    )
+    for kind in ("conveyor", "conveyor --onnx"):
+        values = cold.get(f"{kind} {name}")
+        if not values:
+            continue
+        cs = statistics.median(values)
+        runtime = "ONNX runtime" if "onnx" in kind else "skops/scikit-learn"
+        print(
+            f"{name} ({runtime}): cold start {cs:.3f} s (max {max(values):.3f} s)  "
+            f"{verdict(cs <= COLD_START_S)} (target <= {COLD_START_S} s)"
+        )
 
 
 def cold_only(names: list[str], colds: int) -> None:
