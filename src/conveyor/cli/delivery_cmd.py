@@ -201,6 +201,20 @@ def _gates_of(controller: Any, promotion_id: int | None) -> str | None:
 
     if promotion_id is None:
         return None
+    promotion = controller.delivery.get(promotion_id)
+    if promotion.kind == "rollback":
+        # a rollback passed no gates of its own: show those the version passed to go live
+        earlier = [
+            p
+            for p in controller.delivery.promotions(promotion.environment, 200)
+            if p.id < promotion.id
+            and p.kind == "promote"
+            and (p.model, p.version) == (promotion.model, promotion.version)
+            and p.status in ("superseded", "rolled_back", "live")
+        ]
+        if not earlier:
+            return None
+        promotion_id = earlier[0].id
     checks = [
         from_evidence(doc)
         for event in controller.delivery.events(promotion_id)
