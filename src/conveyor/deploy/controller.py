@@ -7,51 +7,34 @@ process does the rest by reconciling. If the controller dies, the next command t
 the environment finds the lease abandoned and reverts the promotion: the candidate is
 cleared, the live version serves everything, and the promotion is recorded as failed. The
 alias only ever moves in the same transaction as the ``live`` event, so a promotion is
-either complete or reverted, never half-done.
+either complete or reverted, never half-done. Once approved, the version is taken live by a
+:class:`~conveyor.deploy.rollout.Rollout`.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
-import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from conveyor.config_delivery import EnvironmentConfig, seconds
-from conveyor.core.checks import CheckResult, Severity
-from conveyor.deploy import local
+from conveyor.config_delivery import EnvironmentConfig
+from conveyor.core.checks import Severity
 from conveyor.deploy.environments import environment, previous
-from conveyor.deploy.gates import evidence, run_gates, summarize, tag
-from conveyor.deploy.identity import Actor, audit, may_approve, require
+from conveyor.deploy.gates import evidence, run_gates, summarize
+from conveyor.deploy.identity import Actor, audit_promotion, may_approve, require
+from conveyor.deploy.rollout import CRASH_ENV, Rollout, crash_point
 from conveyor.deploy.state import Delivery, Promotion
 from conveyor.engine.lease import owner_id, pid_alive
-from conveyor.errors import (
-    ConveyorError,
-    GateFailedError,
-    IntegrityError,
-    NotFoundError,
-    RefusedError,
-    RunFailedError,
-    UsageError,
-)
+from conveyor.errors import GateFailedError, IntegrityError, NotFoundError, RefusedError, UsageError
 
 if TYPE_CHECKING:
     from conveyor.engine.project import Project
     from conveyor.registry.versions import ModelVersion
 
+__all__ = ["CRASH_ENV", "Controller", "crash_point"]
+
 LEASE_S = 20.0
 RENEW_S = 4.0
-READY_TIMEOUT_S = 120.0
-POLL_S = 0.2
-CRASH_ENV = "CONVEYOR_TEST_CRASH_AT"  # fault injection for the crash-safety tests
-
-
-def crash_point(name: str) -> None:
-    """Die here, by SIGKILL, when the crash-safety tests ask for it."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Lease:
@@ -92,6 +75,7 @@ class Controller:
         self.say = say
         self.delivery = Delivery(project.metadata)
         self.owner = owner_id()
+        self.rollout = Rollout(project, self.delivery, actor, say)
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -160,7 +144,7 @@ class Controller:
                     lease_s=LEASE_S,
                 )
                 crash_point("gates_passed")
-                return self._deploy(promotion, env)
+                return self.rollout.deploy(promotion, env)
             promotion = self.delivery.transition(
                 promotion,
                 expect=("requested",),
@@ -203,7 +187,7 @@ class Controller:
         self._audit("approve", promotion, "approved")
         self.say(f"promotion #{promotion.id} approved by {self.actor.name}")
         with _Lease(self.delivery, promotion, self.owner):
-            return self._deploy(promotion, env)
+            return self.rollout.deploy(promotion, env)
 
     def reject(self, promotion_id: int, reason: str = "") -> Promotion:
         promotion = self.delivery.get(promotion_id)
@@ -236,7 +220,7 @@ class Controller:
             message=f"{self.actor.name} rolled {env.name} back",
         )
         self._audit("rollback", back, "live")
-        self._await_serving(env, back.version)
+        self.rollout.await_serving(env, back.version)
         return back
 
     def recover(self, env_name: str) -> Promotion | None:
@@ -262,221 +246,7 @@ class Controller:
         )
         return reverted
 
-    # -- rollout -----------------------------------------------------------------------------
-
-    def _deploy(self, promotion: Promotion, env: EnvironmentConfig) -> Promotion:
-        if env.target.kind != "local":
-            state = self.delivery.go_live(
-                promotion,
-                actor=self.actor.name,
-                message=f"{promotion.ref} is the desired version of {env.name}; apply the "
-                f"rendered manifests: conveyor deploy {env.name} --target kubernetes "
-                "--render DIR",
-                expect=("approved",),
-            )
-            self._audit("deploy", promotion, "live")
-            return self.delivery.get(promotion.id)
-        running = local.deployment(self.project.metadata, env.name)
-        if running is None or not running.running:
-            try:
-                local.start(self.project, env, say=self.say)
-            except ConveyorError as exc:  # e.g. its port is taken: end the promotion now
-                self._fail(promotion, f"its server did not start: {exc.message}", exc.hint)
-        strategy = promotion.strategy
-        state = self.delivery.env_state(env.name)
-        if state.live_version is None and strategy != "replace":
-            self.say(f"{env.name} serves nothing yet: {promotion.ref} replaces nothing")
-            strategy = "replace"
-        first = env.rollout.steps[0] if strategy == "canary" else 0
-        self.delivery.set_candidate(
-            promotion,
-            mode=strategy,
-            traffic=first,
-            actor=self.actor.name,
-            event="deploying",
-            message=f"{promotion.ref} loading in {env.name} ({strategy})",
-            expect=("approved",),
-        )
-        crash_point("candidate_set")
-        self._await_candidate(promotion, env)
-        if strategy == "canary":
-            verdict = self._canary(promotion, env)
-        elif strategy == "shadow":
-            verdict = self._live_shadow(promotion, env)
-        else:
-            verdict = []
-        self.delivery.go_live(
-            promotion,
-            actor=self.actor.name,
-            message=f"{promotion.ref} is live in {env.name}",
-            evidence=evidence(verdict),
-        )
-        crash_point("alias_moved")
-        self._audit("deploy", promotion, "live")
-        self._await_serving(env, promotion.version)
-        self.say(f"{promotion.ref} is live in {env.name}")
-        return self.delivery.get(promotion.id)
-
-    def _await_candidate(self, promotion: Promotion, env: EnvironmentConfig) -> None:
-        """Wait for the server to load and check the candidate; on failure the candidate is
-        cleared (the live version keeps all traffic) and the failure recorded."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        generation = self.delivery.env_state(env.name).generation
-        while True:
-            self._still_open(promotion)
-            observed = self._observed(env.name)
-            candidate = observed.get("candidate") or {}
-            if observed.get("generation", -1) >= generation:
-                if candidate.get("version") == promotion.version and (
-                    candidate.get("status") == "ready"
-                ):
-                    self.say(f"{promotion.ref} loaded, warmed up and checked in {env.name}")
-                    return
-                if candidate.get("status") == "failed":
-                    self._fail(promotion, f"it failed to load: {candidate.get('error')}")
-            if time.monotonic() > deadline:
-                self._fail(
-                    promotion,
-                    f"the server of {env.name} did not report it ready within "
-                    f"{READY_TIMEOUT_S:.0f} s (log: {local.log_path(self.project, env.name)})",
-                )
-            time.sleep(POLL_S)
-
-    def _canary(self, promotion: Promotion, env: EnvironmentConfig) -> list[CheckResult]:
-        from conveyor.deploy.analysis import TrafficSample, analyse_canary
-
-        rollout = env.rollout
-        steps = rollout.steps
-        results: list[CheckResult] = []
-        for index, share in enumerate(steps[:-1]):
-            if index > 0:
-                self.delivery.set_candidate(
-                    promotion,
-                    mode="canary",
-                    traffic=share,
-                    actor=self.actor.name,
-                    event="canary_step",
-                    message=f"canary at {share}% of traffic",
-                    evidence=evidence(results),
-                )
-            self.say(f"canary {promotion.ref}: {share}% of traffic")
-            generation = self.delivery.env_state(env.name).generation
-            deadline = time.monotonic() + seconds(rollout.step_timeout)
-            while True:
-                crash_point("canary_step")
-                self._still_open(promotion)
-                observed = self._observed(env.name)
-                if observed.get("generation", -1) == generation:
-                    stats = observed.get("stats") or {}
-                    verdict = analyse_canary(
-                        TrafficSample.from_json(stats.get("live") or _EMPTY),
-                        TrafficSample.from_json(stats.get("candidate") or _EMPTY),
-                        rollout,
-                    )
-                    if verdict.decision == "fail":
-                        self._roll_back(promotion, verdict.results, verdict.summary)
-                    if verdict.decision == "pass":
-                        results = [tag(r, "canary") for r in verdict.results]
-                        self.say(f"canary {promotion.ref} at {share}%: {verdict.summary}")
-                        break
-                if time.monotonic() > deadline:
-                    self._roll_back(
-                        promotion,
-                        results,
-                        f"the canary at {share}% did not get {rollout.min_requests} requests "
-                        f"within {rollout.step_timeout}",
-                    )
-                time.sleep(POLL_S * 2)
-        return results
-
-    def _live_shadow(self, promotion: Promotion, env: EnvironmentConfig) -> list[CheckResult]:
-        rollout = env.rollout
-        generation = self.delivery.env_state(env.name).generation
-        deadline = time.monotonic() + seconds(rollout.step_timeout)
-        self.say(f"shadow {promotion.ref}: answering a copy of {env.name}'s traffic")
-        while time.monotonic() < deadline:
-            self._still_open(promotion)
-            observed = self._observed(env.name)
-            stats = (observed.get("stats") or {}).get("candidate") or {}
-            if observed.get("generation", -1) == generation and (
-                stats.get("requests", 0) >= rollout.min_requests
-            ):
-                results = [tag(r, "live shadow") for r in _shadow_results(stats, rollout)]
-                failed = [r for r in results if not r.passed]
-                if failed:
-                    self._roll_back(promotion, results, "; ".join(r.message for r in failed))
-                return results
-            time.sleep(POLL_S * 2)
-        self._roll_back(
-            promotion,
-            [],
-            f"the shadow did not see {rollout.min_requests} requests within {rollout.step_timeout}",
-        )
-        raise AssertionError("unreachable")
-
-    def _still_open(self, promotion: Promotion) -> None:
-        now = self.delivery.get(promotion.id)
-        if not now.is_open:
-            raise RefusedError(
-                f"promotion #{promotion.id} of {promotion.ref} was ended while its rollout "
-                f"ran: it is {now.status.replace('_', ' ')}",
-                hint=f"see its events: conveyor history {promotion.environment}",
-            )
-
-    def _roll_back(self, promotion: Promotion, results: list[CheckResult], why: str) -> None:
-        self.delivery.close(
-            promotion,
-            status="rolled_back",
-            event="rolled_back",
-            actor=self.actor.name,
-            message=f"rolled back by analysis: {why}",
-            evidence=evidence(results),
-        )
-        self._audit("deploy", promotion, "rolled_back")
-        raise GateFailedError(
-            f"{promotion.ref} was rolled back in {promotion.environment}: {why}",
-            hint="the live version serves all traffic again; see conveyor history "
-            + promotion.environment,
-        )
-
-    def _fail(self, promotion: Promotion, why: str, hint: str | None = None) -> None:
-        self.delivery.close(
-            promotion,
-            status="failed",
-            event="failed",
-            actor=self.actor.name,
-            message=f"deploy failed: {why}",
-        )
-        self._audit("deploy", promotion, "failed")
-        raise RunFailedError(
-            f"deploying {promotion.ref} to {promotion.environment} failed: {why}",
-            hint=(hint + "; " if hint else "") + "the live version keeps serving all traffic",
-        )
-
-    def _await_serving(self, env: EnvironmentConfig, version: int, timeout_s: float = 60) -> None:
-        if env.target.kind != "local":
-            return
-        running = local.deployment(self.project.metadata, env.name)
-        if running is None or not running.running:
-            return
-        generation = self.delivery.env_state(env.name).generation
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            observed = self._observed(env.name)
-            live = observed.get("live") or {}
-            if observed.get("generation", -1) >= generation and live.get("version") == version:
-                return
-            time.sleep(POLL_S)
-        self.say(
-            f"warning: the server of {env.name} has not reported serving version {version} "
-            "yet; it converges on its own (see conveyor status)"
-        )
-
     # -- helpers -----------------------------------------------------------------------------
-
-    def _observed(self, env_name: str) -> dict[str, Any]:
-        found = local.deployment(self.project.metadata, env_name)
-        return found.observed if found else {}
 
     def _strategy(self, env: EnvironmentConfig) -> str:
         if "canary" in env.gates and env.rollout.strategy == "replace":
@@ -515,40 +285,4 @@ class Controller:
             )
 
     def _audit(self, action: str, promotion: Promotion, outcome: str) -> None:
-        with self.project.metadata.writer.begin() as conn:
-            audit(
-                conn,
-                self.actor.name,
-                action,
-                f"#{promotion.id} {promotion.ref} -> {promotion.environment}",
-                outcome,
-            )
-
-
-_EMPTY: dict[str, Any] = {"requests": 0, "errors": 0}
-
-
-def _shadow_results(stats: dict[str, Any], rollout: Any) -> list[CheckResult]:
-    requests = int(stats.get("requests", 0))
-    errors = int(stats.get("errors", 0))
-    agreement = stats.get("shadow_agreement")
-    rate = errors / requests if requests else 0.0
-    agreed = agreement if agreement is not None else 0.0
-    return [
-        CheckResult(
-            name="shadow.agreement",
-            kind="serving",
-            passed=agreed >= rollout.min_agreement,
-            metrics={"agreement": agreed, "min_agreement": rollout.min_agreement},
-            message=f"the shadow agreed with the live version on {agreed:.1%} of rows "
-            f"(at least {rollout.min_agreement:.1%} required)",
-        ),
-        CheckResult(
-            name="shadow.error_rate",
-            kind="serving",
-            passed=rate <= rollout.max_error_rate,
-            metrics={"error_rate": rate, "max_error_rate": rollout.max_error_rate},
-            message=f"shadow error rate {rate:.1%} ({errors} of {requests}; at most "
-            f"{rollout.max_error_rate:.1%})",
-        ),
-    ]
+        audit_promotion(self.project.metadata, self.actor.name, action, promotion, outcome)

@@ -8,7 +8,7 @@
   environment's SLO.
 - ``shadow``: requests logged in the environment before (or ``shadow.source``) are
   replayed against the candidate; its answers must agree.
-- ``canary``: analysed during the rollout itself (see :mod:`conveyor.deploy.controller`).
+- ``canary``: analysed during the rollout itself (see :mod:`conveyor.deploy.rollout`).
 """
 
 from __future__ import annotations

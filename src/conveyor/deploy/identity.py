@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -22,6 +22,9 @@ from conveyor.config_delivery import ROLES, AccessConfig, EnvironmentConfig
 from conveyor.errors import RefusedError, UsageError
 from conveyor.store import tables as t
 from conveyor.store.metadata import MetadataStore, now
+
+if TYPE_CHECKING:
+    from conveyor.deploy.records import Promotion
 
 USER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}")
 TOKEN_PREFIX = "cvy_"  # noqa: S105 - a prefix that marks Conveyor tokens, not a secret
@@ -134,6 +137,19 @@ def record_audit(
 ) -> None:
     with store.writer.begin() as conn:
         audit(conn, actor, action, subject, outcome, detail)
+
+
+def audit_promotion(
+    store: MetadataStore, actor: str, action: str, promotion: Promotion, outcome: str
+) -> None:
+    """One line of the audit log for an action on a promotion, in its own transaction."""
+    record_audit(
+        store,
+        actor,
+        action,
+        f"#{promotion.id} {promotion.ref} -> {promotion.environment}",
+        outcome,
+    )
 
 
 def create_token(store: MetadataStore, actor: Actor, user: str) -> str:

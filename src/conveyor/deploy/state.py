@@ -10,156 +10,40 @@ conditional on the state it expects, so two writers cannot both win: the loser g
 :class:`ConflictError` or :class:`RefusedError` that says what it found.
 
 One promotion at a time may be open in an environment: the ``open_slot`` column holds the
-environment's name while a promotion is open, under a unique constraint.
+environment's name while a promotion is open, under a unique constraint. The records read
+from these rows are in :mod:`conveyor.deploy.records` (and importable from here).
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from conveyor.deploy.records import (
+    CLOSED,
+    OPEN,
+    E,
+    EnvState,
+    Event,
+    P,
+    Promotion,
+    S,
+    add_event,
+    env_state_from_row,
+    event_from_row,
+    locked_state,
+    move_status,
+    promotion_from_row,
+    write_state,
+)
 from conveyor.errors import ConflictError, NotFoundError, RefusedError
-from conveyor.store import tables as t
-from conveyor.store.metadata import MetadataStore, as_utc, now
+from conveyor.store.metadata import MetadataStore, now
 
-OPEN = frozenset({"requested", "awaiting_approval", "approved", "deploying"})
-CLOSED = frozenset({"gates_failed", "rejected", "live", "failed", "rolled_back", "superseded"})
-P = t.promotions
-E = t.promotion_events
-S = t.environment_state
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    kind: str
-    actor: str
-    at: datetime
-    message: str
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "actor": self.actor,
-            "at": self.at.isoformat(),
-            "message": self.message,
-            "evidence": self.evidence,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Promotion:
-    id: int
-    environment: str
-    model: str
-    version: int
-    kind: str  # promote | rollback
-    strategy: str
-    status: str
-    requested_by: str
-    requested_at: datetime
-    updated_at: datetime
-    lease_owner: str | None = None
-    lease_expires: datetime | None = None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.model}:{self.version}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "environment": self.environment,
-            "model": self.model,
-            "version": self.version,
-            "kind": self.kind,
-            "strategy": self.strategy,
-            "status": self.status,
-            "requested_by": self.requested_by,
-            "requested_at": self.requested_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnvState:
-    environment: str
-    model: str | None = None
-    live_version: int | None = None
-    live_promotion: int | None = None
-    candidate_version: int | None = None
-    candidate_promotion: int | None = None
-    mode: str | None = None
-    traffic: int = 0
-    generation: int = 0
-    updated_at: datetime | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "model": self.model,
-            "live_version": self.live_version,
-            "live_promotion": self.live_promotion,
-            "candidate_version": self.candidate_version,
-            "candidate_promotion": self.candidate_promotion,
-            "mode": self.mode,
-            "traffic": self.traffic,
-            "generation": self.generation,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-        }
-
-
-def _promotion(row: Any) -> Promotion:
-    return Promotion(
-        id=row.id,
-        environment=row.environment,
-        model=row.model,
-        version=row.version,
-        kind=row.kind,
-        strategy=row.strategy,
-        status=row.status,
-        requested_by=row.requested_by,
-        requested_at=as_utc(row.requested_at),  # type: ignore[arg-type]
-        updated_at=as_utc(row.updated_at),  # type: ignore[arg-type]
-        lease_owner=row.lease_owner,
-        lease_expires=as_utc(row.lease_expires),
-    )
-
-
-def _event(row: Any) -> Event:
-    return Event(
-        kind=row.kind,
-        actor=row.actor,
-        at=as_utc(row.at),  # type: ignore[arg-type]
-        message=row.message,
-        evidence=list(row.evidence or []),
-    )
-
-
-def _env_state(environment: str, row: Any) -> EnvState:
-    if row is None:
-        return EnvState(environment=environment)
-    return EnvState(
-        environment=environment,
-        model=row.model,
-        live_version=row.live_version,
-        live_promotion=row.live_promotion,
-        candidate_version=row.candidate_version,
-        candidate_promotion=row.candidate_promotion,
-        mode=row.mode,
-        traffic=row.traffic,
-        generation=row.generation,
-        updated_at=as_utc(row.updated_at),
-    )
+__all__ = ["CLOSED", "OPEN", "Delivery", "EnvState", "Event", "Promotion"]
 
 
 class Delivery:
@@ -173,7 +57,7 @@ class Delivery:
     def env_state(self, environment: str) -> EnvState:
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(S).where(S.c.environment == environment)).first()
-        return _env_state(environment, row)
+        return env_state_from_row(environment, row)
 
     def get(self, promotion_id: int) -> Promotion:
         with self.store.engine.connect() as conn:
@@ -183,26 +67,26 @@ class Delivery:
                 f"no promotion #{promotion_id}",
                 hint="list an environment's promotions with: conveyor history ENV",
             )
-        return _promotion(row)
+        return promotion_from_row(row)
 
     def open_promotion(self, environment: str) -> Promotion | None:
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(P).where(P.c.open_slot == environment)).first()
-        return _promotion(row) if row is not None else None
+        return promotion_from_row(row) if row is not None else None
 
     def promotions(self, environment: str | None = None, limit: int = 50) -> list[Promotion]:
         query = sa.select(P).order_by(P.c.id.desc()).limit(limit)
         if environment is not None:
             query = query.where(P.c.environment == environment)
         with self.store.engine.connect() as conn:
-            return [_promotion(row) for row in conn.execute(query)]
+            return [promotion_from_row(row) for row in conn.execute(query)]
 
     def events(self, promotion_id: int) -> list[Event]:
         with self.store.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(E).where(E.c.promotion_id == promotion_id).order_by(E.c.id)
             ).all()
-        return [_event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def was_live(self, environment: str, model: str, version: int) -> bool:
         """Whether the version has ever gone live in the environment."""
@@ -256,7 +140,7 @@ class Delivery:
                 ).inserted_primary_key
                 assert pid is not None
                 pid = pid[0]
-                self._event(conn, pid, "requested", actor, message, [], at)
+                add_event(conn, pid, "requested", actor, message, [], at)
         except sa.exc.IntegrityError:
             other = self.open_promotion(environment)
             what = (
@@ -285,8 +169,8 @@ class Delivery:
     ) -> Promotion:
         """Move the promotion to ``status`` if it is in one of ``expect``, with its event."""
         with self.store.writer.begin() as conn:
-            self._move(conn, promotion, expect, status, lease_owner, lease_s)
-            self._event(conn, promotion.id, event, actor, message, evidence)
+            move_status(conn, promotion, expect, status, lease_owner, lease_s)
+            add_event(conn, promotion.id, event, actor, message, evidence)
         return self.get(promotion.id)
 
     def set_candidate(
@@ -305,14 +189,14 @@ class Delivery:
         """Put the promotion's version in the environment as the candidate (or change its
         traffic share), with the event, in one transaction."""
         with self.store.writer.begin() as conn:
-            self._move(conn, promotion, expect, status, promotion.lease_owner, None)
-            state = self._locked_state(conn, promotion.environment)
+            move_status(conn, promotion, expect, status, promotion.lease_owner, None)
+            state = locked_state(self.store, conn, promotion.environment)
             if state.candidate_promotion not in (None, promotion.id):
                 raise ConflictError(
                     f"environment '{promotion.environment}' has another candidate "
                     f"(promotion #{state.candidate_promotion})"
                 )
-            self._write_state(
+            write_state(
                 conn,
                 state,
                 model=promotion.model,
@@ -321,7 +205,7 @@ class Delivery:
                 mode=mode,
                 traffic=traffic,
             )
-            self._event(conn, promotion.id, event, actor, message, evidence)
+            add_event(conn, promotion.id, event, actor, message, evidence)
         return self.env_state(promotion.environment)
 
     def go_live(
@@ -336,8 +220,8 @@ class Delivery:
         """Move the alias to the promotion's version: the promotion is live, the one live
         before it superseded, the candidate cleared; one transaction."""
         with self.store.writer.begin() as conn:
-            self._move(conn, promotion, expect, "live", None, None, close=True)
-            state = self._locked_state(conn, promotion.environment)
+            move_status(conn, promotion, expect, "live", None, None, close=True)
+            state = locked_state(self.store, conn, promotion.environment)
             before = state.live_promotion
             if before is not None and before != promotion.id:
                 conn.execute(
@@ -345,7 +229,7 @@ class Delivery:
                     .where(P.c.id == before, P.c.status == "live")
                     .values(status="superseded", updated_at=now())
                 )
-                self._event(
+                add_event(
                     conn,
                     before,
                     "superseded",
@@ -354,7 +238,7 @@ class Delivery:
                     f"(promotion #{promotion.id})",
                     [],
                 )
-            self._write_state(
+            write_state(
                 conn,
                 state,
                 model=promotion.model,
@@ -365,7 +249,7 @@ class Delivery:
                 mode=None,
                 traffic=0,
             )
-            self._event(conn, promotion.id, "live", actor, message, evidence)
+            add_event(conn, promotion.id, "live", actor, message, evidence)
         return self.env_state(promotion.environment)
 
     def close(
@@ -383,10 +267,10 @@ class Delivery:
         rolled back); if it was the environment's candidate, the candidate is cleared in the
         same transaction, so the live version serves all traffic again."""
         with self.store.writer.begin() as conn:
-            self._move(conn, promotion, expect, status, None, None, close=True)
-            state = self._locked_state(conn, promotion.environment)
+            move_status(conn, promotion, expect, status, None, None, close=True)
+            state = locked_state(self.store, conn, promotion.environment)
             if state.candidate_promotion == promotion.id:
-                self._write_state(
+                write_state(
                     conn,
                     state,
                     candidate_version=None,
@@ -394,7 +278,7 @@ class Delivery:
                     mode=None,
                     traffic=0,
                 )
-            self._event(conn, promotion.id, event, actor, message, evidence)
+            add_event(conn, promotion.id, event, actor, message, evidence)
         return self.get(promotion.id)
 
     def rollback(self, environment: str, *, actor: str, message: str) -> Promotion:
@@ -435,8 +319,8 @@ class Delivery:
             kind="rollback",
         )
         with self.store.writer.begin() as conn:
-            self._move(conn, back, ("requested",), "live", None, None, close=True)
-            state = self._locked_state(conn, environment)
+            move_status(conn, back, ("requested",), "live", None, None, close=True)
+            state = locked_state(self.store, conn, environment)
             if state.live_promotion != current.id:
                 raise ConflictError(
                     f"environment '{environment}' changed during the rollback",
@@ -447,10 +331,8 @@ class Delivery:
                 .where(P.c.id == current.id, P.c.status == "live")
                 .values(status="rolled_back", updated_at=now())
             )
-            self._event(
-                conn, current.id, "rolled_back", actor, f"rolled back to {previous.ref}", []
-            )
-            self._write_state(
+            add_event(conn, current.id, "rolled_back", actor, f"rolled back to {previous.ref}", [])
+            write_state(
                 conn,
                 state,
                 model=back.model,
@@ -461,7 +343,7 @@ class Delivery:
                 mode=None,
                 traffic=0,
             )
-            self._event(conn, back.id, "live", actor, message, [])
+            add_event(conn, back.id, "live", actor, message, [])
         return self.get(back.id)
 
     def renew_lease(self, promotion: Promotion, owner: str, lease_s: float) -> bool:
@@ -488,86 +370,6 @@ class Delivery:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _move(
-        self,
-        conn: sa.Connection,
-        promotion: Promotion,
-        expect: Sequence[str],
-        status: str,
-        lease_owner: str | None,
-        lease_s: float | None,
-        *,
-        close: bool = False,
-    ) -> None:
-        values: dict[str, Any] = {"status": status, "updated_at": now()}
-        if close:
-            values.update(open_slot=None, lease_owner=None, lease_expires=None)
-        elif lease_s is not None:
-            values.update(
-                lease_owner=lease_owner,
-                lease_expires=now() + timedelta(seconds=lease_s) if lease_owner else None,
-            )
-        res = conn.execute(
-            P.update().where(P.c.id == promotion.id, P.c.status.in_(list(expect))).values(values)
-        )
-        if res.rowcount != 1:
-            row = conn.execute(sa.select(P.c.status).where(P.c.id == promotion.id)).first()
-            found = row.status.replace("_", " ") if row else "gone"
-            raise RefusedError(
-                f"promotion #{promotion.id} of {promotion.ref} to {promotion.environment} is "
-                f"{found}; it cannot become {status.replace('_', ' ')}",
-                hint=f"see its events: conveyor history {promotion.environment}",
-            )
-
-    def _locked_state(self, conn: sa.Connection, environment: str) -> EnvState:
-        """The environment's row, created if missing, locked for this transaction on
-        PostgreSQL (SQLite's writer holds the database lock already)."""
-        query = sa.select(S).where(S.c.environment == environment)
-        if self.store.dialect == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
-        if row is None:
-            conn.execute(
-                self.store._insert_ignore(S).values(
-                    environment=environment, traffic=0, generation=0, updated_at=now()
-                )
-            )
-            row = conn.execute(query).first()
-        return _env_state(environment, row)
-
-    def _write_state(self, conn: sa.Connection, state: EnvState, **values: Any) -> None:
-        res = conn.execute(
-            S.update()
-            .where(S.c.environment == state.environment, S.c.generation == state.generation)
-            .values(generation=state.generation + 1, updated_at=now(), **values)
-        )
-        if res.rowcount != 1:
-            raise ConflictError(
-                f"environment '{state.environment}' changed while this change was written",
-                hint="look at conveyor status and try again",
-            )
-
-    def _event(
-        self,
-        conn: sa.Connection,
-        promotion_id: int,
-        kind: str,
-        actor: str,
-        message: str,
-        evidence: Sequence[dict[str, Any]],
-        at: datetime | None = None,
-    ) -> None:
-        conn.execute(
-            E.insert().values(
-                promotion_id=promotion_id,
-                kind=kind,
-                actor=actor,
-                at=at or now(),
-                message=message,
-                evidence=list(evidence),
-            )
-        )
-
     def _previous_live(self, environment: str, current: Promotion) -> Promotion | None:
         """The promotion that was live before ``current`` (of another version)."""
         query = (
@@ -582,7 +384,7 @@ class Delivery:
         with self.store.engine.connect() as conn:
             for row in conn.execute(query):
                 if (row.model, row.version) != (current.model, current.version):
-                    return _promotion(row)
+                    return promotion_from_row(row)
         return None
 
 
