@@ -513,3 +513,46 @@ def test_identity_roles_default_role_and_tokens(tmp_path_factory: pytest.TempPat
         ("root", "token.create", "ok", "carol"),
         ("bob", "token.revoke", "ok", "bob"),
     ]
+
+
+def test_deploy_renders_the_live_versions_manifests_for_kubernetes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``conveyor deploy ENV --target kubernetes --render DIR`` through the real command:
+    the live version's Deployment and Service, valid against the Kubernetes schemas, naming
+    the version and its package digest; nothing live yet is a usage error."""
+    import kubernetes_validate
+    import yaml
+
+    root = project_copy(
+        tmp_path_factory, tmp_path_factory.mktemp("render") / "p", ACCESS + THREE_ENVS
+    )
+    out = root / "manifests"
+    before = snapshot(root)
+    assert_user_error(
+        cli(root, "deploy", "test", "--target", "kubernetes", "--render", str(out)),
+        2,
+        "has no live version to render",
+        "conveyor promote MODEL:VERSION --to test",
+    )
+    assert snapshot(root) == before and not out.exists()
+    assert_user_error(
+        cli(root, "deploy", "test", "--target", "kubernetes"), 2, "needs --render DIR"
+    )
+
+    ok(cli(root, "promote", "pk:1", "--to", "test"))
+    rendered = cli_json(root, "deploy", "test", "--target", "kubernetes", "--render", str(out))
+    files = sorted(Path(f).name for f in rendered["files"])
+    assert files == sorted(p.name for p in out.iterdir()) and len(files) == 2
+    docs = {d["kind"]: d for d in (yaml.safe_load(p.read_text()) for p in out.iterdir())}
+    assert set(docs) == {"Deployment", "Service"}
+    for doc in docs.values():
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert "pk:1" in " ".join(container.get("command", []) + container.get("args", []))
+    with connect(root) as conn:
+        digest = conn.execute(
+            sa.text("SELECT package_digest FROM model_versions WHERE name='pk' AND version=1")
+        ).scalar_one()
+    assert digest in yaml.safe_dump(docs["Deployment"])
+    assert ("alice", "deploy.render", "ok", "test") in audit_lines(root)
