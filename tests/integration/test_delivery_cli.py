@@ -556,3 +556,22 @@ def test_deploy_renders_the_live_versions_manifests_for_kubernetes(
         ).scalar_one()
     assert digest in yaml.safe_dump(docs["Deployment"])
     assert ("alice", "deploy.render", "ok", "test") in audit_lines(root)
+
+
+def test_a_local_environment_with_several_workers_is_refused(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    envs = f"""
+    environments:
+      - name: edge
+        target: {{kind: local, port: {free_port()}, workers: 4}}
+    """
+    root = project_copy(tmp_path_factory, tmp_path_factory.mktemp("workers") / "p", envs)
+    before = snapshot(root)
+    assert_user_error(
+        cli(root, "deploy", "edge"),
+        2,
+        "asks for 4 workers; a local environment runs one serving process",
+        "kubernetes target",
+    )
+    assert snapshot(root) == before

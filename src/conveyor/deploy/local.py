@@ -126,6 +126,12 @@ def start(
             hint=f"render its manifests: conveyor deploy {env.name} --target kubernetes "
             "--render DIR",
         )
+    if env.target.workers != 1:
+        raise UsageError(
+            f"environment '{env.name}' asks for {env.target.workers} workers; a local "
+            "environment runs one serving process (it follows the desired state itself)",
+            hint="drop target.workers, or use it with a kubernetes target (replicas)",
+        )
     port = env.target.port
     if port is None:
         raise UsageError(
