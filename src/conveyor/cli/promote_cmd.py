@@ -191,7 +191,7 @@ def replay(
     from conveyor.deploy.environments import environment
     from conveyor.deploy.replay import replay as run_replay
     from conveyor.errors import GateFailedError
-    from conveyor.registry.package import open_package, read_package
+    from conveyor.registry.package import extract_package
     from conveyor.registry.versions import resolve_version
     from conveyor.serve.model import ServedModel
 
@@ -213,14 +213,12 @@ def replay(
         gate = gate.model_copy(update=changes)
         mv = resolve_version(project.metadata, ref)
         status(f"replaying the requests logged in {source} against {mv.ref}")
-        directory = open_package(project, mv)
+        package = extract_package(project, mv)
         try:
-            candidate = ServedModel.from_package(
-                read_package(directory), tuple(project.config.trust.skops_types)
-            )
+            candidate = ServedModel.from_package(package, tuple(project.config.trust.skops_types))
             report = run_replay(project.artifacts_url, source, candidate, gate)
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            shutil.rmtree(package.directory, ignore_errors=True)
         if as_json:
             emit_json(report.to_json())
         else:

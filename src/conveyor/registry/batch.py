@@ -69,7 +69,7 @@ from conveyor.registry.batch_rows import (
     input_columns,
     package_schema,
 )
-from conveyor.registry.package_read import Package, open_package, read_package
+from conveyor.registry.package_read import Package, extract_package
 from conveyor.registry.versions import ModelVersion, resolve_version
 from conveyor.store import queries
 from conveyor.store.blobs import tree_digest
@@ -147,7 +147,7 @@ def predict_batch(
     if len(set(paths)) < len(paths):
         raise UsageError("the input, the output and the quarantine file must be different files")
     with tempfile.TemporaryDirectory(prefix="conveyor-predict-") as tmp:
-        package = read_package(open_package(project, mv, Path(tmp) / "package"))
+        package = extract_package(project, mv, Path(tmp) / "package")
         job = BatchJob(project, mv, package, source, output, aside, columns, chunk_rows)
         return job.run(progress)
 

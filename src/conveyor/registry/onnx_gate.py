@@ -53,7 +53,7 @@ def compile_and_prove(
 ) -> OnnxOutcome:
     tmp = Path(tempfile.mkdtemp(prefix="conveyor-onnx-"))
     try:
-        package = pkg.read_package(pkg.open_package(project, mv, tmp / "package"))
+        package = pkg.extract_package(project, mv, tmp / "package")
         model = package.load_model(tuple(project.config.trust.skops_types))
         golden = package.golden_inputs()
         sample = _sample(project, mv, model, golden)
