@@ -3,6 +3,7 @@ it compared with, and the comparison's numbers. Plain values, rendered by the re
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -141,24 +142,13 @@ class CIResult:
                     "status": str(s.status),
                     "duration_s": s.duration_s,
                     "notes": list(s.notes),
-                    "checks": [check_json(c) for c in s.checks],
+                    "checks": [c.to_json() for c in s.checks],
                 }
                 for s in self.stages
             ],
             "comparison": asdict(self.comparison)
             | {"metrics": [asdict(m) | {"delta": m.delta} for m in self.comparison.metrics]},
         }
-
-
-def check_json(c: CheckResult) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "kind": c.kind,
-        "passed": c.passed,
-        "severity": str(c.severity),
-        "metrics": c.metrics,
-        "message": c.message,
-    }
 
 
 def stage_of(
@@ -187,12 +177,4 @@ def warning(c: CheckResult) -> CheckResult:
     """The same result, no longer blocking (a gate with a warning policy recorded it)."""
     if c.passed or c.severity != Severity.ERROR:
         return c
-    return CheckResult(
-        name=c.name,
-        kind=c.kind,
-        passed=c.passed,
-        severity=Severity.WARNING,
-        metrics=c.metrics,
-        message=c.message,
-        details=c.details,
-    )
+    return dataclasses.replace(c, severity=Severity.WARNING)

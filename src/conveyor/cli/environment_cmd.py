@@ -61,7 +61,8 @@ def status_cmd(ctx: click.Context, as_json: bool) -> None:
 
 def _gates_of(controller: Any, promotion_id: int | None) -> str | None:
     """The figures of the gates and rollout checks the live version passed."""
-    from conveyor.deploy.gates import from_evidence, summarize
+    from conveyor.core.checks import CheckResult
+    from conveyor.deploy.gates import summarize
 
     if promotion_id is None:
         return None
@@ -80,7 +81,7 @@ def _gates_of(controller: Any, promotion_id: int | None) -> str | None:
             return None
         promotion_id = earlier[0].id
     checks = [
-        from_evidence(doc)
+        CheckResult.from_json(doc)
         for event in controller.delivery.events(promotion_id)
         if event.kind in ("gates_passed", "live")
         for doc in event.evidence

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -22,6 +24,31 @@ class CheckResult:
     metrics: dict[str, float] = field(default_factory=dict)
     message: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (a metric that is not a finite number becomes null)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "passed": self.passed,
+            "severity": str(self.severity),
+            "metrics": {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()},
+            "message": self.message,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> CheckResult:
+        metrics = doc.get("metrics") or {}
+        return cls(
+            name=doc["name"],
+            kind=doc["kind"],
+            passed=bool(doc["passed"]),
+            severity=Severity(doc.get("severity", "error")),
+            metrics={k: (math.nan if v is None else float(v)) for k, v in metrics.items()},
+            message=doc.get("message", ""),
+            details=dict(doc.get("details") or {}),
+        )
 
 
 class GatePolicy(StrEnum):

@@ -157,20 +157,8 @@ class Verdict:
         return {
             "decision": self.decision,
             "summary": self.summary,
-            "results": [result_json(r) for r in self.results],
+            "results": [r.to_json() for r in self.results],
         }
-
-
-def result_json(r: CheckResult) -> dict[str, Any]:
-    return {
-        "name": r.name,
-        "kind": r.kind,
-        "passed": r.passed,
-        "severity": str(r.severity),
-        "metrics": {k: (v if math.isfinite(v) else None) for k, v in r.metrics.items()},
-        "message": r.message,
-        "details": r.details,
-    }
 
 
 def psi(reference: FloatArray, current: FloatArray, bins: int = PSI_BINS) -> float:

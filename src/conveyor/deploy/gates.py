@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from conveyor.config_delivery import EnvironmentConfig, seconds
@@ -29,22 +29,8 @@ Say = Callable[[str], None]
 
 
 def evidence(results: list[CheckResult]) -> list[dict[str, Any]]:
-    return [
-        {**asdict(r), "severity": str(r.severity), "gate": r.details.get("gate", r.kind)}
-        for r in results
-    ]
-
-
-def from_evidence(doc: dict[str, Any]) -> CheckResult:
-    return CheckResult(
-        name=doc["name"],
-        kind=doc["kind"],
-        passed=bool(doc["passed"]),
-        severity=Severity(doc.get("severity", "error")),
-        metrics=dict(doc.get("metrics") or {}),
-        message=doc.get("message", ""),
-        details=dict(doc.get("details") or {}),
-    )
+    """Check results as a promotion event keeps them, each naming its gate."""
+    return [{**r.to_json(), "gate": r.details.get("gate", r.kind)} for r in results]
 
 
 def run_gates(
@@ -77,15 +63,8 @@ def run_gates(
 
 
 def tag(result: CheckResult, gate: str) -> CheckResult:
-    return CheckResult(
-        name=result.name,
-        kind=result.kind,
-        passed=result.passed,
-        severity=result.severity,
-        metrics=result.metrics,
-        message=result.message,
-        details={**result.details, "gate": gate},
-    )
+    """The result marked with the gate (or rollout) that produced it."""
+    return dataclasses.replace(result, details={**result.details, "gate": gate})
 
 
 def _recorded(kind: str) -> Callable[..., list[CheckResult]]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from conveyor.config_delivery import ShadowGateConfig
 from conveyor.core.checks import CheckResult, Severity, blocking_failures
-from conveyor.deploy.analysis import compare_shadow, percentile, result_json
+from conveyor.deploy.analysis import compare_shadow, percentile
 from conveyor.serve.model import PREDICT_ERRORS, ServedModel
 from conveyor.serve.prediction_log import PREFIX
 from conveyor.serve.problems import Refused
@@ -67,7 +67,7 @@ class ReplayReport:
                 value = None
             doc[f.name] = value
         doc["versions"] = list(self.versions)
-        doc["results"] = [result_json(r) for r in self.results]
+        doc["results"] = [r.to_json() for r in self.results]
         return doc
 
     def to_markdown(self) -> str:

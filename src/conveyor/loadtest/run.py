@@ -60,7 +60,7 @@ class LoadReport:
             "result": self.measurement.to_json(),
             "ceiling": self.ceiling.to_json() if self.ceiling else None,
             "ceiling_share": share,
-            "checks": [_check_json(c) for c in self.checks],
+            "checks": [c.to_json() for c in self.checks],
         }
 
 
@@ -120,15 +120,3 @@ def run_loadtest(
         checks=checks,
         started_at=started,
     )
-
-
-def _check_json(c: CheckResult) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "kind": c.kind,
-        "passed": c.passed,
-        "severity": str(c.severity),
-        "metrics": c.metrics,
-        "message": c.message,
-        "details": c.details,
-    }
