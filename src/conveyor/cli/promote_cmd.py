@@ -4,6 +4,7 @@ versions through the environments, and replaying logged traffic against a candid
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -11,30 +12,31 @@ import click
 from conveyor.cli.output import emit_json, json_option, open_project_from, result, status
 
 
-def _controller(ctx: click.Context) -> Any:
+def _act(ctx: click.Context, as_json: bool, action: Callable[[Any], Any]) -> Any:
+    """Run ``action(controller)`` as the current actor, print the promotion it returns (a
+    line, or JSON with its events), and close the project."""
     from conveyor.deploy.controller import Controller
     from conveyor.deploy.identity import current_actor
 
     project = open_project_from(ctx)
-    actor = current_actor(project.metadata, project.config.access, os.environ)
-    return Controller(project, actor, say=status)
+    try:
+        actor = current_actor(project.metadata, project.config.access, os.environ)
+        controller = Controller(project, actor, say=status)
+        promotion = action(controller)
+        if as_json:
+            emit_json(_promotion_json(controller.delivery, promotion))
+        else:
+            result(
+                f"promotion #{promotion.id}: {promotion.ref} -> {promotion.environment}: "
+                f"{promotion.status.replace('_', ' ')}"
+            )
+        return promotion
+    finally:
+        project.close()
 
 
-def _promotion_json(controller: Any, promotion: Any) -> dict[str, Any]:
-    return {
-        **promotion.to_json(),
-        "events": [e.to_json() for e in controller.delivery.events(promotion.id)],
-    }
-
-
-def _print_promotion(controller: Any, promotion: Any, as_json: bool) -> None:
-    if as_json:
-        emit_json(_promotion_json(controller, promotion))
-        return
-    result(
-        f"promotion #{promotion.id}: {promotion.ref} -> {promotion.environment}: "
-        f"{promotion.status.replace('_', ' ')}"
-    )
+def _promotion_json(delivery: Any, promotion: Any) -> dict[str, Any]:
+    return {**promotion.to_json(), "events": [e.to_json() for e in delivery.events(promotion.id)]}
 
 
 @click.command()
@@ -51,12 +53,7 @@ def promote(ctx: click.Context, ref: str, env: str, as_json: bool) -> None:
     manual it waits for 'conveyor approve ID'. Exit 1 when a gate fails or a canary is
     rolled back, with every reason.
     """
-    controller = _controller(ctx)
-    try:
-        promotion = controller.promote(ref, env)
-        _print_promotion(controller, promotion, as_json)
-    finally:
-        controller.project.close()
+    _act(ctx, as_json, lambda controller: controller.promote(ref, env))
 
 
 @click.command()
@@ -70,12 +67,7 @@ def approve(ctx: click.Context, promotion_id: int, comment: str, as_json: bool) 
     Only the environment's approvers may approve; a manual environment (production) needs an
     approver who is not the requester.
     """
-    controller = _controller(ctx)
-    try:
-        promotion = controller.approve(promotion_id, comment)
-        _print_promotion(controller, promotion, as_json)
-    finally:
-        controller.project.close()
+    _act(ctx, as_json, lambda controller: controller.approve(promotion_id, comment))
 
 
 @click.command()
@@ -85,12 +77,7 @@ def approve(ctx: click.Context, promotion_id: int, comment: str, as_json: bool) 
 @click.pass_context
 def reject(ctx: click.Context, promotion_id: int, reason: str, as_json: bool) -> None:
     """Reject promotion PROMOTION (awaiting approval); the environment is unchanged."""
-    controller = _controller(ctx)
-    try:
-        promotion = controller.reject(promotion_id, reason)
-        _print_promotion(controller, promotion, as_json)
-    finally:
-        controller.project.close()
+    _act(ctx, as_json, lambda controller: controller.reject(promotion_id, reason))
 
 
 @click.command()
@@ -99,13 +86,8 @@ def reject(ctx: click.Context, promotion_id: int, reason: str, as_json: bool) ->
 @click.pass_context
 def rollback(ctx: click.Context, env: str, as_json: bool) -> None:
     """Return ENV to the version live before the current one, at once."""
-    controller = _controller(ctx)
-    try:
-        promotion = controller.rollback(env)
-        status(f"{env} rolled back to {promotion.ref}")
-        _print_promotion(controller, promotion, as_json)
-    finally:
-        controller.project.close()
+    promotion = _act(ctx, as_json, lambda controller: controller.rollback(env))
+    status(f"{env} rolled back to {promotion.ref}")
 
 
 @click.command()
@@ -124,12 +106,7 @@ def history(ctx: click.Context, env: str, limit: int, as_json: bool) -> None:
         delivery = Delivery(project.metadata)
         promotions = delivery.promotions(env, limit)
         if as_json:
-            emit_json(
-                [
-                    {**p.to_json(), "events": [e.to_json() for e in delivery.events(p.id)]}
-                    for p in promotions
-                ]
-            )
+            emit_json([_promotion_json(delivery, p) for p in promotions])
             return
         if not promotions:
             result(f"no promotions to {env} yet")

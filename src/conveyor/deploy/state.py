@@ -222,34 +222,17 @@ class Delivery:
         with self.store.writer.begin() as conn:
             move_status(conn, promotion, expect, "live", None, None, close=True)
             state = locked_state(self.store, conn, promotion.environment)
-            before = state.live_promotion
-            if before is not None and before != promotion.id:
-                conn.execute(
-                    P.update()
-                    .where(P.c.id == before, P.c.status == "live")
-                    .values(status="superseded", updated_at=now())
-                )
-                add_event(
-                    conn,
-                    before,
-                    "superseded",
-                    actor,
-                    f"{promotion.ref} went live in {promotion.environment} "
-                    f"(promotion #{promotion.id})",
-                    [],
-                )
-            write_state(
+            self._make_live(
                 conn,
                 state,
-                model=promotion.model,
-                live_version=promotion.version,
-                live_promotion=promotion.id,
-                candidate_version=None,
-                candidate_promotion=None,
-                mode=None,
-                traffic=0,
+                promotion,
+                actor=actor,
+                message=message,
+                evidence=evidence,
+                ended="superseded",
+                ended_message=f"{promotion.ref} went live in {promotion.environment} "
+                f"(promotion #{promotion.id})",
             )
-            add_event(conn, promotion.id, "live", actor, message, evidence)
         return self.env_state(promotion.environment)
 
     def close(
@@ -326,25 +309,52 @@ class Delivery:
                     f"environment '{environment}' changed during the rollback",
                     hint="look at conveyor status and try again",
                 )
-            conn.execute(
-                P.update()
-                .where(P.c.id == current.id, P.c.status == "live")
-                .values(status="rolled_back", updated_at=now())
-            )
-            add_event(conn, current.id, "rolled_back", actor, f"rolled back to {previous.ref}", [])
-            write_state(
+            self._make_live(
                 conn,
                 state,
-                model=back.model,
-                live_version=back.version,
-                live_promotion=back.id,
-                candidate_version=None,
-                candidate_promotion=None,
-                mode=None,
-                traffic=0,
+                back,
+                actor=actor,
+                message=message,
+                evidence=(),
+                ended="rolled_back",
+                ended_message=f"rolled back to {previous.ref}",
             )
-            add_event(conn, back.id, "live", actor, message, [])
         return self.get(back.id)
+
+    def _make_live(
+        self,
+        conn: sa.Connection,
+        state: EnvState,
+        promotion: Promotion,
+        *,
+        actor: str,
+        message: str,
+        evidence: Sequence[dict[str, Any]],
+        ended: str,
+        ended_message: str,
+    ) -> None:
+        """In the caller's transaction: the promotion live before ends (``ended``), the alias
+        moves to ``promotion``'s version, the candidate is cleared, and the events say so."""
+        before = state.live_promotion
+        if before is not None and before != promotion.id:
+            conn.execute(
+                P.update()
+                .where(P.c.id == before, P.c.status == "live")
+                .values(status=ended, updated_at=now())
+            )
+            add_event(conn, before, ended, actor, ended_message, [])
+        write_state(
+            conn,
+            state,
+            model=promotion.model,
+            live_version=promotion.version,
+            live_promotion=promotion.id,
+            candidate_version=None,
+            candidate_promotion=None,
+            mode=None,
+            traffic=0,
+        )
+        add_event(conn, promotion.id, "live", actor, message, evidence)
 
     def renew_lease(self, promotion: Promotion, owner: str, lease_s: float) -> bool:
         with self.store.writer.begin() as conn:
