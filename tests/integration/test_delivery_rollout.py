@@ -180,6 +180,10 @@ def test_good_canary_goes_live_through_its_steps(prod: Path) -> None:
     assert set(traffic.summary(live)["by_version"]) == {"2"}
     found = status(prod, "prod")
     assert (found["live"], found["candidate"], found["traffic"]) == ("pk:2", None, "2: 100%")
+    # the figures of the canary analysis the live version passed, as conveyor status shows them
+    analysed = next(c for c in event(promotion, "live")["evidence"] if c["name"] == "canary.shift")
+    assert found["gates"].startswith("canary: ")
+    assert f"PSI {analysed['metrics']['psi']:.3f}" in found["gates"]
 
 
 SHADOW = {"strategy": "shadow", "min_requests": 40, "min_agreement": 0.9, "step_timeout": "60s"}
