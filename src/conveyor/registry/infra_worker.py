@@ -69,6 +69,8 @@ def run(package: Path, extra_trust: list[str], report: dict[str, Any]) -> None:
     report["versions"] = requirement_versions(package, manifest)
     report["stage"] = "import"
     start = time.perf_counter()
+    # skops is imported as usual, with its default trusted types: the manifest's
+    # skops_trusted_types list exactly the types of the model that these leave out.
     try:
         import numpy as np
         import pandas  # noqa: F401 - a package's inputs are DataFrames

@@ -8,6 +8,7 @@ reading one safely is :mod:`conveyor.registry.package_read`; its ``MLmodel`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,7 @@ from conveyor.registry.package_read import (  # private, and imported from here 
 )
 from conveyor.store import queries
 from conveyor.store.blobs import file_digest
-from conveyor.store.materializers import SkopsEstimator
+from conveyor.store.materializers import SkopsEstimator, skops_io
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -300,9 +301,31 @@ def _feature_frame(model: Any, rows: pd.DataFrame, label: str | None) -> pd.Data
 
 
 def _untrusted_types(data: bytes) -> list[str]:
-    import skops.io as sio
+    """The types of a model file that skops does not trust by default: the manifest's
+    ``skops_trusted_types``, what a fresh interpreter (MLflow, the infra check) must pass.
 
-    return list(sio.get_untrusted_types(data=data))
+    Imported through ``skops_io``, skops trusts no scikit-learn estimator by default and so
+    lists them too; they are dropped, so that the manifest and the package's digest are the
+    same whichever way this process imported skops first.
+    """
+    sio = skops_io()
+    untrusted = list(sio.get_untrusted_types(data=data))
+    defaults = getattr(getattr(sio, "_trusted_types", None), "SKLEARN_ESTIMATOR_TYPE_NAMES", None)
+    if isinstance(defaults, list) and not defaults:
+        dropped = _skops_estimator_type_names()
+        untrusted = [t for t in untrusted if t not in dropped]
+    return untrusted
+
+
+@functools.cache
+def _skops_estimator_type_names() -> frozenset[str]:
+    """The scikit-learn estimators skops trusts by default when imported as usual: built, as
+    skops builds them, from ``all_estimators()`` (which imports every scikit-learn module)."""
+    from sklearn.utils import all_estimators
+    from skops.io._utils import get_type_name
+
+    names = (get_type_name(cls) for _, cls in all_estimators())
+    return frozenset(n for n in names if n.startswith("sklearn."))
 
 
 def _requirements(train_packages: Mapping[str, str]) -> dict[str, str]:
