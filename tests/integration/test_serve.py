@@ -607,6 +607,71 @@ def test_micro_batching_answers_each_request_with_its_own_rows() -> None:
     assert max(model.estimator.calls) > 1
 
 
+class Counting:
+    """A model that takes ``delay`` seconds per call and counts the rows it predicts."""
+
+    delay = 0.0
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        time.sleep(self.delay)
+        self.rows += len(x)
+        return np.column_stack([np.zeros(len(x)), np.ones(len(x))])
+
+
+def status_count(url: str, code: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return sum(
+        s.value
+        for s in families["conveyor_serve_requests"].samples
+        if s.name == "conveyor_serve_requests_total"
+        and s.labels == {"route": "/invocations", "code": code}
+    )
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["threads", "micro-batching"])
+def test_requests_whose_clients_left_are_not_predicted_and_free_their_place(
+    batching: bool,
+) -> None:
+    model = served(Counting())
+    model.estimator.delay, model.estimator.rows = 0.5, 0  # the calls timed at load not counted
+    settings = ServeSettings(
+        limits=Limits(max_in_flight=4),
+        inline_s=0,  # every call waits for a worker thread
+        batching=BatchSettings(max_batch_rows=1) if batching else None,
+    )
+    body = json.dumps(split(FRAME.head(1))).encode()
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with running(PredictionService(model, settings)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        clients = [socket.create_connection((host, int(port)), timeout=20) for _ in range(4)]
+        try:
+            for sock in clients:
+                sock.sendall(head + body)
+            deadline = time.monotonic() + 20
+            while in_flight(url) < 4:  # one in the model, three waiting: the limit
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        finally:
+            for sock in clients:
+                sock.close()
+        while in_flight(url) > 0:  # the clients left: their places are free at once
+            assert time.monotonic() < deadline, "abandoned requests still hold their places"
+            time.sleep(0.01)
+        response = httpx.post(f"{url}/invocations", json=split(FRAME.head(1)), timeout=20)
+        assert response.status_code == 200  # not 503: nothing abandoned is in flight
+        assert status_count(url, "499") == 4
+    # the model answered the one abandoned request it had started, and the new one; the three
+    # that were still waiting were never predicted
+    assert model.estimator.rows == 2
+
+
 SERVER_SCRIPT = """
 import sys, time
 import numpy as np

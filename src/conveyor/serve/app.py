@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -111,6 +111,9 @@ class PredictionService:
         self.version = metadata.version("conveyor-ml")
         self.ready = False
         self._in_flight = 0
+        # Request ids: this process's random 64 bits, then a counter (32 hex digits, like a
+        # UUID's): unique across processes and restarts, and a tenth of uuid4()'s cost.
+        self._id_prefix, self._id_count = os.urandom(8).hex(), itertools.count()
         self._arriving = 0  # admitted, body not yet parsed (the batcher waits for these)
         self.slot = self.new_slot(model) if model is not None else None
         self._openapi = json_codec.dumps(document(model, self.version)) if model else b"{}"
@@ -150,6 +153,9 @@ class PredictionService:
         self.metrics.model_info.labels(slot.model.name, slot.model.version).set(1)
         self.ready = True
         return old
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_count):016x}"
 
     def choose(self) -> Slot:
         """The slot that answers this request."""
@@ -390,7 +396,7 @@ class PredictionService:
         received = time.time()
         start = time.perf_counter()
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if REQUEST_ID_RE.fullmatch(given) else self._new_request_id()
         self._in_flight += 1
         self._arriving += 1
         arriving = True
@@ -405,7 +411,9 @@ class PredictionService:
             arriving = False
             rows = len(columns[0])
             try:
-                outputs = await slot.predictor.predict(columns, rows)
+                outputs = await slot.predictor.predict(columns, rows, lambda: _gone(receive))
+            except Disconnected:
+                raise
             except Refused as refused:
                 self.observe(slot, refused.status, time.perf_counter() - start, columns, None)
                 raise
@@ -432,6 +440,14 @@ class PredictionService:
                 self._arriving -= 1
             self._in_flight -= 1
             self.metrics.in_flight.dec()
+
+
+async def _gone(receive: Any) -> bool:
+    """Whether the client has disconnected, once the server says anything more. Called after
+    the body has been read: uvicorn then has nothing more to deliver until the connection
+    closes or the response is sent. Any other message (another server's) is not a
+    disconnection, and is not waited on again."""
+    return bool((await receive())["type"] == "http.disconnect")
 
 
 def _unsupported(media: str, expected: str) -> Refused:

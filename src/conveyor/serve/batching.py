@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import UsageError
-from conveyor.serve.signature import Array
+from conveyor.serve.signature import Array, Block
 
 Predict = Callable[[Sequence[Array]], Array]
 
@@ -77,11 +77,13 @@ class Batcher:
             if not item.future.done():
                 item.future.cancel()
 
-    async def submit(self, columns: Sequence[Array], rows: int) -> Array:
+    def submit(self, columns: Sequence[Array], rows: int) -> asyncio.Future[Array]:
+        """Queue a request; the future gets its rows of the output. Cancelling the future
+        before its batch is gathered leaves the request out of the model call."""
         future: asyncio.Future[Array] = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(columns=columns, rows=rows, future=future))
         self._wake.set()
-        return await future
+        return future
 
     async def _loop(self) -> None:
         while True:
@@ -119,8 +121,11 @@ class Batcher:
                     await self._wake.wait()
 
     async def _run(self, batch: list[_Item]) -> None:
+        blocks = [c for i in batch if isinstance(c := i.columns, Block)]
         if len(batch) == 1:
             columns: Sequence[Array] = batch[0].columns
+        elif len(blocks) == len(batch):
+            columns = Block.joined(blocks)
         else:
             columns = [
                 np.concatenate(parts) for parts in zip(*(i.columns for i in batch), strict=True)

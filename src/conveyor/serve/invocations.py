@@ -120,6 +120,8 @@ def _split(value: Any, signature: Signature, max_rows: int) -> Raw:
     columns = value.get("columns")
     if columns is None:
         columns = signature.names
+    elif isinstance(columns, list) and tuple(columns) == signature.order:
+        pass  # the signature's own columns, in its order: nothing more to check
     elif not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise bad_request(
             f"{where}.columns must be an array of column names", field=f"{where}.columns"
@@ -137,9 +139,8 @@ def _rows(data: Any, columns: list[str], signature: Signature, max_rows: int, wh
     if not isinstance(data, list):
         raise bad_request(f"{where} is a {type_name(data)}; expected an array of rows", field=where)
     rows = check_rows(len(data), max_rows, where)
-    unknown = [c for c in columns if c not in signature.positions]
-    if unknown:
-        raise signature.unknown_columns(unknown)
+    if not signature.positions.keys() >= set(columns):
+        raise signature.unknown_columns([c for c in columns if c not in signature.positions])
     width = len(columns)
     if set(map(type, data)) != {list} or set(map(len, data)) != {width}:
         i = next(i for i, r in enumerate(data) if not isinstance(r, list) or len(r) != width)

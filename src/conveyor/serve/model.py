@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from conveyor.errors import UsageError
-from conveyor.serve.signature import Array, Signature
+from conveyor.serve.signature import Array, Block, Signature
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -255,8 +255,10 @@ def _frame_call(predict: Callable[[Any], Any], names: list[str]) -> Call:
 
 def _array_call(predict: Callable[[Any], Any]) -> Call:
     # Column-major, as pandas hands a numeric DataFrame's block to scikit-learn, so the
-    # model sums in the same order and gives the same bits.
+    # model sums in the same order and gives the same bits. A Block is that matrix already.
     def call(columns: Sequence[Array]) -> Array:
+        if isinstance(columns, Block):
+            return np.asarray(predict(columns.matrix.T))
         return np.asarray(predict(np.stack(columns).T))
 
     return call

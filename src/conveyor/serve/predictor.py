@@ -7,10 +7,11 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from conveyor.serve.batching import Batcher
+from conveyor.serve.limits import Disconnected
 from conveyor.serve.metrics import ServiceMetrics
 from conveyor.serve.model import PREDICT_ERRORS, ServedModel
 from conveyor.serve.problems import Refused, unprocessable
@@ -74,19 +75,23 @@ class Predictor:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def predict(self, columns: Sequence[Array], rows: int) -> Array:
+    async def predict(
+        self,
+        columns: Sequence[Array],
+        rows: int,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Array:
         """The model's output for typed columns, within the time limit (504 past it; 422 if
-        the model refuses the rows)."""
-        timeout = self.settings.limits.predict_timeout_s
+        the model refuses the rows). A request that has to wait for the model (in a worker
+        thread or a micro-batch) stops waiting, and is never predicted if it has not been
+        yet, as soon as ``gone()`` returns True (its client has disconnected): it then raises
+        :class:`Disconnected`, so an abandoned request does not hold a place in flight."""
         try:
-            async with asyncio.timeout(timeout):
-                if self._batcher is not None:
-                    return await self._batcher.submit(columns, rows)
-                if rows <= self._inline_rows:
-                    return self._call_inline(columns, 1)
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._executor, self._call_model, columns, 1)
+            if self._batcher is None and rows <= self._inline_rows:
+                return self._call_inline(columns, 1)  # cannot be interrupted: no timer
+            return await self._wait(columns, rows, gone)
         except TimeoutError:
+            timeout = self.settings.limits.predict_timeout_s
             raise Refused(
                 504,
                 f"the prediction took longer than the limit of {timeout:g} s",
@@ -98,6 +103,30 @@ class Predictor:
                 f"the model refused the input: {type(exc).__name__}: {text}",
                 hint="check the values against the model's training data",
             ) from None
+
+    async def _wait(
+        self, columns: Sequence[Array], rows: int, gone: Callable[[], Awaitable[bool]] | None
+    ) -> Array:
+        loop = asyncio.get_running_loop()
+        work: asyncio.Future[Array]
+        if self._batcher is not None:
+            work = self._batcher.submit(columns, rows)
+        else:
+            work = loop.run_in_executor(self._executor, self._call_model, columns, 1)
+        watch: asyncio.Future[bool] | None = None
+        if gone is not None:
+            watch = asyncio.ensure_future(gone())
+            watch.add_done_callback(lambda w: _disconnected(w) and work.cancel())
+        try:
+            async with asyncio.timeout(self.settings.limits.predict_timeout_s):
+                return await work
+        except asyncio.CancelledError:
+            if watch is not None and _disconnected(watch):
+                raise Disconnected from None
+            raise
+        finally:
+            if watch is not None:
+                watch.cancel()
 
     def _call_inline(self, columns: Sequence[Array], requests: int) -> Array:
         """A model call on the event loop. If such calls keep taking far longer than the
@@ -129,6 +158,10 @@ class Predictor:
         if len(outputs) != rows:
             raise RuntimeError(f"the model returned {len(outputs)} rows for {rows}")
         return outputs
+
+
+def _disconnected(watch: asyncio.Future[bool]) -> bool:
+    return watch.done() and not watch.cancelled() and watch.exception() is None and watch.result()
 
 
 def _thread_setup(finite: bool) -> None:

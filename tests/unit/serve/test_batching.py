@@ -9,6 +9,7 @@ import pytest
 
 from conveyor.errors import UsageError
 from conveyor.serve.batching import Batcher, BatchSettings
+from conveyor.serve.signature import Signature
 
 
 class Model:
@@ -41,7 +42,7 @@ def test_concurrent_requests_are_batched_and_answered_in_order() -> None:
         tasks = []
         for i in range(6):
             arriving[0] -= 1
-            tasks.append(asyncio.create_task(batcher.submit([np.array([i, 10 + i])], 2)))
+            tasks.append(asyncio.ensure_future(batcher.submit([np.array([i, 10 + i])], 2)))
             await asyncio.sleep(0)
         results = await asyncio.gather(*tasks)
         await batcher.stop()
@@ -73,8 +74,8 @@ def test_a_refused_request_does_not_fail_its_batch() -> None:
         model = Model()
         batcher = Batcher(BatchSettings(max_batch_rows=64, max_wait_s=0.05), model, lambda: 1)
         batcher.start()
-        good = asyncio.create_task(batcher.submit([np.array([1.0])], 1))
-        bad = asyncio.create_task(batcher.submit([np.array([-1.0])], 1))
+        good = asyncio.ensure_future(batcher.submit([np.array([1.0])], 1))
+        bad = asyncio.ensure_future(batcher.submit([np.array([-1.0])], 1))
         results = await asyncio.gather(good, bad, return_exceptions=True)
         await batcher.stop()
         return results
@@ -87,3 +88,27 @@ def test_a_refused_request_does_not_fail_its_batch() -> None:
 def test_settings_are_checked() -> None:
     with pytest.raises(UsageError, match="max_batch_rows"):
         BatchSettings(max_batch_rows=0)
+
+
+def test_blocks_are_joined_in_one_call_and_a_cancelled_request_is_left_out() -> None:
+    sig = Signature.from_mlflow(
+        '[{"name": "a", "type": "double"}, {"name": "b", "type": "double"}]'
+    )
+    seen: list[list[list[float]]] = []
+
+    async def model(columns, requests: int):
+        seen.append([c.tolist() for c in columns])
+        return columns[0] + columns[1]
+
+    async def main():
+        batcher = Batcher(BatchSettings(max_batch_rows=8, max_wait_s=0.05), model, lambda: 0)
+        futures = [batcher.submit(sig.convert_rows([[i, 10 * i]], ["a", "b"]), 1) for i in range(4)]
+        futures[1].cancel()  # its client left before the batch was gathered
+        batcher.start()
+        results = await asyncio.gather(*futures[:1], *futures[2:])
+        await batcher.stop()
+        return results
+
+    results = run(main())
+    assert [r.tolist() for r in results] == [[0.0], [22.0], [33.0]]
+    assert seen == [[[0.0, 2.0, 3.0], [0.0, 20.0, 30.0]]]  # one call, without the cancelled row

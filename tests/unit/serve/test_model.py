@@ -12,7 +12,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from conveyor.errors import UsageError
 from conveyor.serve.model import ServedModel
-from conveyor.serve.signature import Signature
+from conveyor.serve.signature import Block, Signature
 
 rng = np.random.default_rng(0)
 X = pd.DataFrame(rng.normal(size=(300, 4)), columns=["a", "b", "c", "d"])
@@ -36,6 +36,10 @@ def test_numeric_models_take_a_numpy_matrix_with_the_same_answers(estimator) -> 
     np.testing.assert_allclose(
         served.predict(columns(rows)), estimator.predict_proba(rows), rtol=0, atol=1e-12
     )
+    # rows parsed from a request as one matrix give the same bits as separate columns
+    block = served.signature.convert_rows(rows.to_numpy().tolist(), list(rows.columns))
+    assert isinstance(block, Block)
+    assert np.array_equal(served.predict(block), served.predict(columns(rows)))
     # the caller's estimator still checks feature names (no warning: filterwarnings=error)
     estimator.predict_proba(rows)
     assert served.output.shape == (2,) and served.method == "predict_proba"

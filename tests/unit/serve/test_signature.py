@@ -10,7 +10,7 @@ import pytest
 
 from conveyor.errors import UsageError
 from conveyor.serve.problems import Refused
-from conveyor.serve.signature import ABSENT, ColumnSpec, Signature, convert_array
+from conveyor.serve.signature import ABSENT, Block, ColumnSpec, Signature, convert_array
 
 SIG = Signature(
     columns=(
@@ -117,6 +117,14 @@ def test_rows_of_doubles_take_one_matrix_and_keep_the_same_rules() -> None:
     )
     cols = sig.convert_rows([[2, 1.5], [4, 3.5]], ["b", "a"])
     assert [c.tolist() for c in cols] == [[1.5, 3.5], [2.0, 4.0]]
+    # one (columns, rows) matrix in the signature's order, whichever order the rows came in
+    assert isinstance(cols, Block) and cols.matrix.tolist() == [[1.5, 3.5], [2.0, 4.0]]
+    assert sig.convert_rows([[1.5, 2], [3.5, 4]], ["a", "b"]).matrix.tolist() == [
+        [1.5, 3.5],
+        [2.0, 4.0],
+    ]
+    joined = Block.joined([cols, sig.convert_rows([[6, 5.5]], ["b", "a"])])
+    assert [c.tolist() for c in joined] == [[1.5, 3.5, 5.5], [2.0, 4.0, 6.0]]
     with pytest.raises(Refused, match="column 'a', row 1: expected a number, got string"):
         sig.convert_rows([[1, 2], [3, "x"]], ["b", "a"])
     with pytest.raises(Refused, match="column 'b', row 0: the number is out of range"):
