@@ -260,9 +260,10 @@ def skops_io() -> Any:
 
     On import, skops builds its default trusted types from ``sklearn.utils.all_estimators()``,
     which imports every module of scikit-learn: 0.25-0.45 s of a prediction service's cold
-    start, measured beside an import of scikit-learn's linear models. Conveyor never relies on that list: each load passes, as ``trusted``, the types
-    of the file that Conveyor's own allowlist admits (every scikit-learn class among them), so
-    skops is imported with the list empty. A smaller default can only make skops trust less.
+    start, measured beside an import of scikit-learn's linear models. Conveyor never relies
+    on that list: each load passes, as ``trusted``, the types of the file that Conveyor's own
+    allowlist admits (every scikit-learn class among them), so skops is imported with the
+    list empty. A smaller default can only make skops trust less.
     """
     loaded = sys.modules.get("skops.io")
     if loaded is not None:
