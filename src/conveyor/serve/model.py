@@ -182,7 +182,8 @@ class ServedModel:
 
 class OnnxEstimator:
     """An ONNX model (proven equivalent by ``conveyor model validate --onnx``) in the shape of
-    a scikit-learn estimator: DataFrame in, the same outputs out."""
+    a scikit-learn estimator: a DataFrame in (or, for a model of one float tensor, the matrix
+    of its columns in its order), the same outputs out."""
 
     def __init__(self, onnx_bytes: bytes) -> None:
         from conveyor.registry.onnx import OnnxModel
@@ -190,19 +191,11 @@ class OnnxEstimator:
         self.model = OnnxModel(onnx_bytes)
         self.feature_names_in_ = np.asarray(self.model.columns, dtype=object)
 
-    def predict(self, X: pd.DataFrame) -> Array:
-        return self.model.predict(_frame(X, self.model.columns))
+    def predict(self, X: pd.DataFrame | Array) -> Array:
+        return self.model.predict(X)
 
-    def predict_proba(self, X: pd.DataFrame) -> Array:
-        return self.model.predict_proba(_frame(X, self.model.columns))
-
-
-def _frame(X: Any, columns: list[str]) -> pd.DataFrame:
-    import pandas as pd
-
-    if not isinstance(X, pd.DataFrame):
-        raise TypeError("the ONNX model takes a DataFrame")  # the serving path falls back
-    return X
+    def predict_proba(self, X: pd.DataFrame | Array) -> Array:
+        return self.model.predict_proba(X)
 
 
 def _timing(call: Call, sample: list[Array], repeat: int = 5) -> tuple[float, float]:

@@ -33,6 +33,8 @@ from conveyor.registry.onnx import (
     equivalent,
     prove_equivalence,
 )
+from conveyor.serve.model import OnnxEstimator, ServedModel
+from conveyor.serve.signature import Block, Signature
 
 ROWS = 2000
 
@@ -359,3 +361,30 @@ def test_missing_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(UsageError, match="needs skl2onnx") as info:
         compile_onnx(model, X)
     assert info.value.hint == "pip install 'conveyor-ml[onnx]'"
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def test_the_service_feeds_a_one_tensor_model_the_request_matrix() -> None:
+    X, y = numeric(features=6)
+    model = HistGradientBoostingClassifier(max_iter=30).fit(X, y)
+    onnx_bytes = compile_onnx(model, X)
+    served = ServedModel(
+        name="m",
+        version="1",
+        estimator=OnnxEstimator(onnx_bytes),
+        signature=Signature.from_frame(X),
+        method="predict_proba",
+        examples=X.head(50),
+    )
+    assert served.input_form == "numpy"  # no DataFrame per request
+    rows = X.tail(20)
+    block = served.signature.convert_rows(rows.to_numpy().tolist(), list(rows.columns))
+    assert isinstance(block, Block)
+    np.testing.assert_array_equal(served.predict(block), OnnxModel(onnx_bytes).predict_proba(rows))
+
+    X, y = applicants()  # one input per column: a matrix cannot feed it
+    encoded = OnnxModel(compile_onnx(encoded_pipeline().fit(X, y), X))
+    with pytest.raises(TypeError, match="takes a DataFrame of its 3 columns"):
+        encoded.predict(np.zeros((1, 3)))
