@@ -144,7 +144,8 @@ def snapshot(root: Path) -> dict[str, list[tuple[Any, ...]]]:
 def free_port() -> int:
     """A port above 20000 that nothing listens on now."""
     for _ in range(200):
-        port = random.randint(20001, 60999)
+        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
+        port = random.randint(20001, 32767)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))

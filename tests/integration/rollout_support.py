@@ -134,7 +134,8 @@ def _forge_golden(project: Any, mv: Any, good_digest: str, scratch: Path) -> Non
 def free_port() -> int:
     """A free port above 20000, chosen now."""
     for _ in range(200):
-        port = random.randint(20001, 60999)
+        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
+        port = random.randint(20001, 32767)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

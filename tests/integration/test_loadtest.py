@@ -60,7 +60,8 @@ INPUTS = '{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 0.5], [2, NaN
 
 def free_port_above_20000() -> int:
     for _ in range(200):
-        port = random.randint(20001, 60000)
+        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
+        port = random.randint(20001, 32767)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

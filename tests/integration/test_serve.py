@@ -68,7 +68,8 @@ MODEL = LogisticRegression(max_iter=500).fit(FRAME, LABELS)
 def free_port() -> int:
     """A free port above 20000, chosen now."""
     for _ in range(200):
-        port = random.randint(20001, 60999)
+        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
+        port = random.randint(20001, 32767)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
