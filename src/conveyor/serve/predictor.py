@@ -82,10 +82,14 @@ class Predictor:
         gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> Array:
         """The model's output for typed columns, within the time limit (504 past it; 422 if
-        the model refuses the rows). A request that has to wait for the model (in a worker
-        thread or a micro-batch) stops waiting, and is never predicted if it has not been
-        yet, as soon as ``gone()`` returns True (its client has disconnected): it then raises
-        :class:`Disconnected`, so an abandoned request does not hold a place in flight."""
+        the model refuses the rows).
+
+        A request waiting for a model called in worker threads (alone or in a micro-batch)
+        stops waiting, and is never predicted if it has not been yet, as soon as ``gone()``
+        returns True (its client has disconnected): it then raises :class:`Disconnected`, so
+        an abandoned request does not hold a place in flight. Requests to a model fast enough
+        for the event loop are not watched: they are answered within about ``inline_s``
+        anyway, and a watcher per request would cost more than a stray prediction."""
         try:
             if self._batcher is None and rows <= self._inline_rows:
                 return self._call_inline(columns, 1)  # cannot be interrupted: no timer
@@ -114,7 +118,9 @@ class Predictor:
         else:
             work = loop.run_in_executor(self._executor, self._call_model, columns, 1)
         watch: asyncio.Future[bool] | None = None
-        if gone is not None:
+        batching = self.settings.batching
+        threaded = batching is None or self._inline_rows < batching.max_batch_rows
+        if gone is not None and threaded:
             watch = asyncio.ensure_future(gone())
             watch.add_done_callback(lambda w: _disconnected(w) and work.cancel())
         try:
