@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import UsageError
-from conveyor.serve.signature import Array, Signature
+from conveyor.serve.signature import Array, Block, Signature
 
 log = logging.getLogger("conveyor.serve")
 
@@ -162,11 +162,15 @@ class PredictionLog:
 
     def write(self, entries: Sequence[Entry]) -> list[str]:
         """Write ``entries``, one file per hour they fall in; return the files' paths."""
-        by_hour: dict[str, list[Entry]] = {}
+        by_hour: dict[int, list[Entry]] = {}
         for e in entries:
-            hour = datetime.fromtimestamp(e.received, UTC).strftime("%Y-%m-%dT%H")
-            by_hour.setdefault(hour, []).append(e)
-        return [self._write_file(hour, group) for hour, group in sorted(by_hour.items())]
+            by_hour.setdefault(int(e.received // 3600), []).append(e)
+        return [
+            self._write_file(
+                datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H"), group
+            )
+            for hour, group in sorted(by_hour.items())
+        ]
 
     def partition(self, hour: str) -> str:
         env = self.settings.environment
@@ -207,17 +211,22 @@ class PredictionLog:
         latency = np.repeat(np.array([e.latency_s * 1000 for e in entries]), counts)
         protocol = np.repeat(np.array([e.protocol for e in entries], dtype=object), counts)
         total = int(counts.sum())
-        inputs = pa.StructArray.from_arrays(
-            [
-                pa.array(np.concatenate([e.columns[i] for e in entries]))
+        starts = np.repeat(np.cumsum(counts) - counts, counts)  # each row's request's first
+        blocks = [c for e in entries if isinstance(c := e.columns, Block)]
+        if len(blocks) == len(entries):  # requests of doubles: one concatenation for all
+            columns: Sequence[Array] = Block.joined(blocks)
+        else:
+            columns = [
+                np.concatenate([e.columns[i] for e in entries])
                 for i in range(len(self.signature.columns))
-            ],
-            names=self.signature.names,
+            ]
+        inputs = pa.StructArray.from_arrays(
+            [pa.array(c) for c in columns], names=self.signature.names
         )
         return pa.table(
             {
                 "request_id": pa.array(ids, type=pa.string()),
-                "row": pa.array(np.concatenate([np.arange(e.rows) for e in entries])),
+                "row": pa.array(np.arange(total) - starts),
                 "timestamp": pa.array(stamps, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
                 "model": pa.array([self.model] * total, type=pa.string()),
                 "model_version": pa.array([self.version] * total, type=pa.string()),

@@ -11,7 +11,7 @@ import pytest
 
 from conveyor.errors import UsageError
 from conveyor.serve.prediction_log import Entry, LogSettings, PredictionLog
-from conveyor.serve.signature import ColumnSpec, Signature
+from conveyor.serve.signature import Block, ColumnSpec, Signature
 
 SIG = Signature(
     columns=(ColumnSpec(name="age", type="double"), ColumnSpec(name="region", type="string"))
@@ -71,6 +71,51 @@ def test_rows_are_written_per_hour_with_inputs_and_outputs(tmp_path) -> None:
     assert first[0]["latency_ms"] == pytest.approx(2.0)
     assert first[0]["timestamp"] == datetime.fromtimestamp(T0, UTC)
     assert counts == [("written", 3)]
+
+
+def test_requests_of_doubles_are_logged_row_by_row(tmp_path) -> None:
+    sig = Signature.from_mlflow(
+        '[{"name": "a", "type": "double"}, {"name": "b", "type": "double"}]'
+    )
+    requests = [[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]], [[7.0, 8.0], [9.0, 10.0], [11.0, 12.0]]]
+
+    async def main() -> None:
+        log = PredictionLog(
+            LogSettings(url=str(tmp_path), environment="test", flush_interval_s=60),
+            model="m",
+            version="1",
+            signature=sig,
+        )
+        log.start()
+        for k, rows in enumerate(requests):
+            columns = sig.convert_rows(rows, ["a", "b"])
+            assert isinstance(columns, Block)  # one matrix per request, joined when written
+            log.record(
+                Entry(
+                    request_id=f"r{k}",
+                    protocol="invocations",
+                    received=T0,
+                    latency_s=0.001,
+                    columns=columns,
+                    outputs=np.array([a + b for a, b in rows]),
+                )
+            )
+        await log.close()
+
+    asyncio.run(main())
+    (file,) = (tmp_path / "predictions").rglob("*.parquet")
+    got = [
+        (r["request_id"], r["row"], r["inputs"], r["outputs"])
+        for r in pq.read_table(file).to_pylist()
+    ]
+    assert got == [
+        ("r0", 0, {"a": 1.0, "b": 2.0}, 3.0),
+        ("r0", 1, {"a": 3.0, "b": 4.0}, 7.0),
+        ("r1", 0, {"a": 5.0, "b": 6.0}, 11.0),
+        ("r2", 0, {"a": 7.0, "b": 8.0}, 15.0),
+        ("r2", 1, {"a": 9.0, "b": 10.0}, 19.0),
+        ("r2", 2, {"a": 11.0, "b": 12.0}, 23.0),
+    ]
 
 
 def test_enough_rows_trigger_a_write_and_a_full_queue_drops(tmp_path) -> None:
