@@ -546,11 +546,16 @@ class Slow:
         return np.column_stack([1 - x[:, 0] / 100, x[:, 0] / 100])
 
 
-def test_timeouts_are_504_and_overload_is_503_with_retry_after() -> None:
+@pytest.mark.parametrize("batching", [None, BatchSettings()], ids=["alone", "micro-batched"])
+def test_timeouts_are_504_and_overload_is_503_with_retry_after(
+    batching: BatchSettings | None,
+) -> None:
     model = served(Slow())
     model.estimator.delay = 2.0
     # inline_s=0: the model was fast when timed at load; every call goes to a worker thread
-    settings = ServeSettings(limits=Limits(predict_timeout_s=1.0, max_in_flight=2), inline_s=0)
+    settings = ServeSettings(
+        limits=Limits(predict_timeout_s=1.0, max_in_flight=2), inline_s=0, batching=batching
+    )
     with running(PredictionService(model, settings)) as url:
 
         async def burst() -> list[httpx.Response]:

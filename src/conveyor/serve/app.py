@@ -326,7 +326,7 @@ class PredictionService:
             raise _unsupported(media, "application/json or text/csv")
         max_rows = self.limits.max_rows
 
-        def parse(body: bytes, signature: Signature) -> tuple[list[Array], None]:
+        def parse(body: bytes, signature: Signature) -> tuple[Sequence[Array], None]:
             return invocations.parse(body, media, signature, max_rows), None
 
         async def answer(
@@ -355,7 +355,7 @@ class PredictionService:
 
         def parse(
             body: bytes, signature: Signature
-        ) -> tuple[list[Array], protocol_v2.InferRequest]:
+        ) -> tuple[Sequence[Array], protocol_v2.InferRequest]:
             request = protocol_v2.parse_infer(body, header_length, signature, max_rows)
             return request.columns, request
 
@@ -381,7 +381,7 @@ class PredictionService:
         receive: Any,
         headers: dict[bytes, bytes],
         protocol: str,
-        parse: Callable[[bytes, Signature], tuple[list[Array], Any]],
+        parse: Callable[[bytes, Signature], tuple[Sequence[Array], Any]],
         answer: Callable[[str, ServedModel, Array, Any], Awaitable[Response]],
     ) -> Response:
         if self._in_flight >= self.limits.max_in_flight:

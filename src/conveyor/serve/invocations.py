@@ -32,13 +32,13 @@ class Raw:
     data: Sequence[Sequence[Any]] = ()
     names: Sequence[str] = ()
 
-    def convert(self, signature: Signature) -> list[Array]:
+    def convert(self, signature: Signature) -> Sequence[Array]:
         if self.columns is None:
             return signature.convert_rows(self.data, self.names)
         return signature.convert(self.columns, self.rows)
 
 
-def parse(body: bytes, media_type: str, signature: Signature, max_rows: int) -> list[Array]:
+def parse(body: bytes, media_type: str, signature: Signature, max_rows: int) -> Sequence[Array]:
     """Typed columns from an ``/invocations`` body (``media_type`` is JSON or CSV)."""
     if media_type == CSV:
         raw = csv_columns(body, signature, max_rows)

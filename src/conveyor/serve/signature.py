@@ -16,9 +16,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -54,19 +54,34 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 SHOWN_NAMES = 5
 
 
-class Block(list[Array]):
+class Block(Sequence[Array]):
     """Typed columns that are the rows of one C-ordered ``(columns, rows)`` float64 matrix.
 
     A request of plain numbers for an all-double signature becomes one matrix in one numpy
     call; keeping it lets the model take it whole (its transpose is the column-major
     ``(rows, columns)`` matrix that stacking the columns would build) and lets micro-batching
-    join requests with one concatenation instead of one per column."""
+    join requests with one concatenation instead of one per column. Its items, the columns,
+    are views of the matrix's rows."""
 
     __slots__ = ("matrix",)
 
     def __init__(self, matrix: Array) -> None:
-        super().__init__(matrix)  # a 2-D array iterates over its rows: here, the columns
         self.matrix = matrix
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+    @overload
+    def __getitem__(self, index: int) -> Array: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Array]: ...
+
+    def __getitem__(self, index: int | slice) -> Array | Sequence[Array]:
+        return self.matrix[index] if isinstance(index, int) else list(self.matrix[index])
+
+    def __iter__(self) -> Iterator[Array]:
+        return iter(self.matrix)
 
     @classmethod
     def joined(cls, blocks: Sequence[Block]) -> Block:
@@ -198,7 +213,7 @@ class Signature:
             )
         return arrays
 
-    def convert_rows(self, data: Sequence[Sequence[Any]], names: Sequence[str]) -> list[Array]:
+    def convert_rows(self, data: Sequence[Sequence[Any]], names: Sequence[str]) -> Sequence[Array]:
         """Typed columns from rows of values in the order of ``names`` (known, unique).
 
         When every column is a double and every value a plain finite number, the rows become
