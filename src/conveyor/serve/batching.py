@@ -1,9 +1,10 @@
 """Adaptive micro-batching: concurrent requests share one model call.
 
-One consumer takes the first waiting request, then gathers more until the batch holds
-``max_batch_rows`` rows or ``max_wait_s`` has passed, and waits only while other prediction
-requests are known to be on their way (admitted but not yet queued), so a lone request is never
-delayed. While a batch is in the model, new requests queue, so batches grow with the load. A
+One consumer takes the first waiting request, lets the event loop turn once (requests whose
+bytes arrived meanwhile queue too), then gathers more until the batch holds ``max_batch_rows``
+rows or ``max_wait_s`` has passed, and waits only while other prediction requests are known to
+be on their way (admitted but not yet queued), so a lone request is not delayed beyond that one
+turn. While a batch is in the model, new requests queue, so batches grow with the load. A
 batch that the model refuses is retried request by request, so one bad request cannot fail the
 others.
 """
@@ -95,6 +96,9 @@ class Batcher:
         while not self._queue:
             self._wake.clear()
             await self._wake.wait()
+        # One turn of the event loop: requests whose bytes arrived while the last batch was in
+        # the model are parsed and queued now, and join this batch instead of the next.
+        await asyncio.sleep(0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.max_wait_s
         batch: list[_Item] = []

@@ -69,6 +69,27 @@ def test_a_lone_request_does_not_wait() -> None:
     assert out.tolist() == [2.0] and took < 0.4
 
 
+def test_requests_queued_in_the_same_turn_of_the_loop_share_the_batch() -> None:
+    async def main():
+        model = Model()
+        batcher = Batcher(BatchSettings(max_batch_rows=64, max_wait_s=0.05), model, lambda: 0)
+        batcher.start()
+        await asyncio.sleep(0)  # the batcher is waiting for work
+        futures = [batcher.submit([np.array([1.0])], 1)]
+        # requests whose bytes arrived in the same turn, parsed just after the first woke it
+        asyncio.get_running_loop().call_soon(
+            lambda: futures.extend(batcher.submit([np.array([float(i)])], 1) for i in (2, 3, 4))
+        )
+        await asyncio.sleep(0)
+        results = await asyncio.gather(*futures)
+        await batcher.stop()
+        return model.calls, results
+
+    calls, results = run(main())
+    assert [r.tolist() for r in results] == [[2.0], [4.0], [6.0], [8.0]]
+    assert calls == [4]  # one model call, not one for the first and one for the rest
+
+
 def test_a_refused_request_does_not_fail_its_batch() -> None:
     async def main():
         model = Model()
