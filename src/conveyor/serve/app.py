@@ -111,6 +111,7 @@ class PredictionService:
         self.version = metadata.version("conveyor-ml")
         self.ready = False
         self._in_flight = 0
+        self._count_in_flight = not self.metrics.count_in_flight(lambda: self._in_flight)
         # Request ids: this process's random 64 bits, then a counter (32 hex digits, like a
         # UUID's): unique across processes and restarts, and a tenth of uuid4()'s cost.
         self._id_prefix, self._id_count = os.urandom(8).hex(), itertools.count()
@@ -400,7 +401,8 @@ class PredictionService:
         self._in_flight += 1
         self._arriving += 1
         arriving = True
-        self.metrics.in_flight.inc()
+        if self._count_in_flight:
+            self.metrics.in_flight.inc()
         try:
             body = await read_body(receive, content_length(scope["headers"]), self.limits)
             if len(body) > PARSE_IN_THREAD_BYTES:
@@ -439,7 +441,8 @@ class PredictionService:
             if arriving:
                 self._arriving -= 1
             self._in_flight -= 1
-            self.metrics.in_flight.dec()
+            if self._count_in_flight:
+                self.metrics.in_flight.dec()
 
 
 async def _gone(receive: Any) -> bool:

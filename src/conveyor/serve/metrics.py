@@ -10,6 +10,7 @@ maximum). Without it, a scrape would see one random worker's counters.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 ROUTES = (
@@ -115,6 +116,15 @@ class ServiceMetrics:
             registry=reg,
         )
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def count_in_flight(self, count: Callable[[], float]) -> bool:
+        """Report the requests in flight by calling ``count`` at scrape time, instead of an
+        increment and a decrement per request. Not in multiprocess mode, where each worker's
+        own increments are summed (returns False: the caller keeps incrementing)."""
+        if self.multiprocess_dir is not None:
+            return False
+        self.in_flight.set_function(count)
+        return True
 
     def observe_request(self, route: str, code: int, seconds: float) -> None:
         children = self._children.get((route, code))
