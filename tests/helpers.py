@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import random
+import socket
 import subprocess
 import sys
 import textwrap
@@ -52,3 +54,17 @@ def open_and_run(root: Path, **options: Any) -> Any:
 
     with open_project(root, environ={}) as project:
         return run_pipeline(project, RunOptions(**options))
+
+
+def free_port() -> int:
+    """A port above 20000 that nothing listens on now. Chosen below 32768, where the system's
+    ephemeral ports (clients' own ends of connections) begin, so no connection holds it."""
+    for _ in range(200):
+        port = random.randint(20001, 32767)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20001 and 32767")

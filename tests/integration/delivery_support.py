@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import shutil
-import socket
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -139,17 +137,3 @@ def snapshot(root: Path) -> dict[str, list[tuple[Any, ...]]]:
             }
     finally:
         eng.dispose()
-
-
-def free_port() -> int:
-    """A port above 20000 that nothing listens on now."""
-    for _ in range(200):
-        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
-        port = random.randint(20001, 32767)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port above 20000")

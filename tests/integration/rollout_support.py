@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import conveyor, open_and_run, write_files
+from helpers import conveyor, free_port, open_and_run, write_files
 from integration.package_support import redigest
 
 PIPELINE = """
@@ -129,20 +128,6 @@ def _forge_golden(project: Any, mv: Any, good_digest: str, scratch: Path) -> Non
             .where(t.model_versions.c.name == mv.name, t.model_versions.c.version == mv.version)
             .values(package_digest=stored.digest)
         )
-
-
-def free_port() -> int:
-    """A free port above 20000, chosen now."""
-    for _ in range(200):
-        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
-        port = random.randint(20001, 32767)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def environments_yaml(envs: dict[str, dict[str, Any]]) -> str:

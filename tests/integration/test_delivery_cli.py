@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from helpers import free_port
 from integration.delivery_support import (
     ACCESS,
     THREE_ENVS,
@@ -21,7 +22,6 @@ from integration.delivery_support import (
     cli,
     cli_json,
     connect,
-    free_port,
     ok,
     project_copy,
     snapshot,

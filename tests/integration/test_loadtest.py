@@ -5,7 +5,6 @@ asserts a wall-clock figure, only counts, structure and the order of percentiles
 from __future__ import annotations
 
 import json
-import random
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from conveyor.cli.loadtest_cmd import loadtest
 from conveyor.errors import UsageError
 from conveyor.loadtest import Endpoint, LoadShape, Rows, build_payload, measure
 from conveyor.loadtest.noop import noop_server
-from helpers import write_files
+from helpers import free_port, write_files
 
 APP = """
 import asyncio
@@ -58,25 +57,12 @@ async def app(scope, receive, send):
 INPUTS = '{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 0.5], [2, NaN], [3, 1.5]]}}'
 
 
-def free_port_above_20000() -> int:
-    for _ in range(200):
-        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
-        port = random.randint(20001, 32767)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port above 20000")
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of the tiny ASGI app under uvicorn, in its own process."""
     app_dir = tmp_path_factory.mktemp("app")
     (app_dir / "ltapp.py").write_text(APP)
-    port = free_port_above_20000()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -42,6 +41,7 @@ from conveyor.serve import (
     ServeSettings,
     Signature,
 )
+from helpers import free_port
 
 COLUMNS = ["age", "income", "children", "score"]
 SIGNATURE = Signature.from_mlflow(
@@ -63,20 +63,6 @@ FRAME = pd.DataFrame(
 )
 LABELS = ((FRAME.age > 40) ^ (FRAME.score > 0)).astype(int)
 MODEL = LogisticRegression(max_iter=500).fit(FRAME, LABELS)
-
-
-def free_port() -> int:
-    """A free port above 20000, chosen now."""
-    for _ in range(200):
-        # below 32768, where clients' own (ephemeral) ports begin, so no connection holds it
-        port = random.randint(20001, 32767)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 @contextlib.contextmanager

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from conveyor.store.materializers import MaterializeContext, SkopsEstimator
+from estimators import Clip
 
 # Imported by sklearn.utils.all_estimators() (so by a plain ``import skops.io``), and by
 # nothing that loading a linear or gradient-boosted model needs.
@@ -34,19 +34,6 @@ ALL_ESTIMATORS_ONLY = (
     "sklearn.semi_supervised",
 )
 TREE_PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
-
-
-class Clip(TransformerMixin, BaseEstimator):  # type: ignore[misc]
-    """A project's own estimator: outside Conveyor's allowlist."""
-
-    def __init__(self, limit: float = 1.0) -> None:
-        self.limit = limit
-
-    def fit(self, X: Any, y: Any = None) -> Clip:
-        return self
-
-    def transform(self, X: Any) -> Any:
-        return np.clip(X, -self.limit, self.limit)
 
 
 def run_python(code: str, *args: str) -> Any:

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -29,19 +28,7 @@ from conveyor.store import materializers as mz
 from conveyor.store.artifacts import ArtifactStore
 from conveyor.store.blobs import BlobStore
 from conveyor.store.materializers import MaterializeContext, register_materializer
-
-
-class Clip(BaseEstimator, TransformerMixin):  # type: ignore[misc]
-    """A project-defined transformer: skops cannot know whether it is safe."""
-
-    def __init__(self, limit: float = 1.0) -> None:
-        self.limit = limit
-
-    def fit(self, X: Any, y: Any = None) -> Clip:
-        return self
-
-    def transform(self, X: Any) -> Any:
-        return np.clip(X, -self.limit, self.limit)
+from estimators import Clip
 
 
 def double(X: Any) -> Any:
