@@ -18,10 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from conveyor.errors import UsageError
-from conveyor.serve.signature import Array, Block
+from conveyor.serve.signature import Array, join_columns
 
 Predict = Callable[[Sequence[Array]], Array]
 
@@ -125,15 +123,7 @@ class Batcher:
                     await self._wake.wait()
 
     async def _run(self, batch: list[_Item]) -> None:
-        blocks = [c for i in batch if isinstance(c := i.columns, Block)]
-        if len(batch) == 1:
-            columns: Sequence[Array] = batch[0].columns
-        elif len(blocks) == len(batch):
-            columns = Block.joined(blocks)
-        else:
-            columns = [
-                np.concatenate(parts) for parts in zip(*(i.columns for i in batch), strict=True)
-            ]
+        columns = batch[0].columns if len(batch) == 1 else join_columns([i.columns for i in batch])
         try:
             output = await self._run_batch(columns, len(batch))
         except asyncio.CancelledError:

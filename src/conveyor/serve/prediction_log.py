@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.errors import UsageError
-from conveyor.serve.signature import Array, Block, Signature
+from conveyor.serve.signature import Array, Signature, join_columns
 
 log = logging.getLogger("conveyor.serve")
 
@@ -212,14 +212,7 @@ class PredictionLog:
         protocol = np.repeat(np.array([e.protocol for e in entries], dtype=object), counts)
         total = int(counts.sum())
         starts = np.repeat(np.cumsum(counts) - counts, counts)  # each row's request's first
-        blocks = [c for e in entries if isinstance(c := e.columns, Block)]
-        if len(blocks) == len(entries):  # requests of doubles: one concatenation for all
-            columns: Sequence[Array] = Block.joined(blocks)
-        else:
-            columns = [
-                np.concatenate([e.columns[i] for e in entries])
-                for i in range(len(self.signature.columns))
-            ]
+        columns = join_columns([e.columns for e in entries])
         inputs = pa.StructArray.from_arrays(
             [pa.array(c) for c in columns], names=self.signature.names
         )

@@ -83,10 +83,14 @@ class Block(Sequence[Array]):
     def __iter__(self) -> Iterator[Array]:
         return iter(self.matrix)
 
-    @classmethod
-    def joined(cls, blocks: Sequence[Block]) -> Block:
-        """The blocks' rows one after another (a micro-batch)."""
-        return cls(np.concatenate([b.matrix for b in blocks], axis=1))
+
+def join_columns(parts: Sequence[Sequence[Array]]) -> Sequence[Array]:
+    """The typed columns of several requests, their rows one after another (a micro-batch, a
+    file of the prediction log): blocks in one concatenation, other columns one by one."""
+    blocks = [p for p in parts if isinstance(p, Block)]
+    if len(blocks) == len(parts):
+        return Block(np.concatenate([b.matrix for b in blocks], axis=1))
+    return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
 
 class _Absent:

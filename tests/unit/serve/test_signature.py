@@ -10,7 +10,14 @@ import pytest
 
 from conveyor.errors import UsageError
 from conveyor.serve.problems import Refused
-from conveyor.serve.signature import ABSENT, Block, ColumnSpec, Signature, convert_array
+from conveyor.serve.signature import (
+    ABSENT,
+    Block,
+    ColumnSpec,
+    Signature,
+    convert_array,
+    join_columns,
+)
 
 SIG = Signature(
     columns=(
@@ -123,8 +130,11 @@ def test_rows_of_doubles_take_one_matrix_and_keep_the_same_rules() -> None:
         [1.5, 3.5],
         [2.0, 4.0],
     ]
-    joined = Block.joined([cols, sig.convert_rows([[6, 5.5]], ["b", "a"])])
+    joined = join_columns([cols, sig.convert_rows([[6, 5.5]], ["b", "a"])])
+    assert isinstance(joined, Block)
     assert [c.tolist() for c in joined] == [[1.5, 3.5, 5.5], [2.0, 4.0, 6.0]]
+    mixed = join_columns([cols, [np.array([5.5]), np.array([6.0])]])  # a block and columns
+    assert [c.tolist() for c in mixed] == [[1.5, 3.5, 5.5], [2.0, 4.0, 6.0]]
     with pytest.raises(Refused, match="column 'a', row 1: expected a number, got string"):
         sig.convert_rows([[1, 2], [3, "x"]], ["b", "a"])
     with pytest.raises(Refused, match="column 'b', row 0: the number is out of range"):
