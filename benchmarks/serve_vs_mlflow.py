@@ -703,6 +703,20 @@ def floor_seconds(cpu: set[int] | None) -> float:
     return seconds
 
 
+def print_vs_mlflow(label: str, ours: Result, mlflow: Result) -> None:
+    """The c=8 verdicts: RPS and p99 as ratios to MLflow's."""
+    ratio = ours.rps / mlflow.rps if mlflow.rps else float("inf")
+    print(
+        f"{label}: c=8 RPS {ours.rps:.0f} vs MLflow {mlflow.rps:.0f} = {ratio:.2f}x  "
+        f"{verdict(ratio >= RPS_VS_MLFLOW)} (target >= {RPS_VS_MLFLOW:g}x)"
+    )
+    p99 = ours.p99_ms / mlflow.p99_ms if mlflow.p99_ms else float("inf")
+    print(
+        f"{label}: c=8 p99 {ours.p99_ms:.2f} ms vs MLflow {mlflow.p99_ms:.2f} ms = {p99:.3f}x  "
+        f"{verdict(p99 <= P99_VS_MLFLOW)} (target <= {P99_VS_MLFLOW:g}x)"
+    )
+
+
 def print_cold_starts(cold: dict[str, list[float]]) -> None:
     print(f"\n{'cold start, launch to first 200':<34}{'median s':>10}{'min s':>8}{'max s':>8}")
     print("-" * 60)
@@ -910,26 +924,10 @@ def main() -> None:
             n = model.name
             cv8, ml8 = med[(f"conveyor {n}", 8)], med[(f"mlflow {n}", 8)]
             cv64, b64 = med[(f"conveyor {n}", 64)], med[(f"conveyor --batch {n}", 64)]
-            ratio = cv8.rps / ml8.rps if ml8.rps else float("inf")
-            print(
-                f"{n}: c=8 RPS {cv8.rps:.0f} vs MLflow {ml8.rps:.0f} = {ratio:.2f}x  "
-                f"{verdict(ratio >= RPS_VS_MLFLOW)} (target >= {RPS_VS_MLFLOW:g}x)"
-            )
-            p99 = cv8.p99_ms / ml8.p99_ms if ml8.p99_ms else float("inf")
-            print(
-                f"{n}: c=8 p99 {cv8.p99_ms:.2f} ms vs MLflow {ml8.p99_ms:.2f} ms = {p99:.3f}x  "
-                f"{verdict(p99 <= P99_VS_MLFLOW)} (target <= {P99_VS_MLFLOW:g}x)"
-            )
+            print_vs_mlflow(n, cv8, ml8)
             onnx8 = med.get((f"conveyor --onnx {n}", 8))
             if onnx8 is not None:
-                ratio = onnx8.rps / ml8.rps if ml8.rps else float("inf")
-                p99 = onnx8.p99_ms / ml8.p99_ms if ml8.p99_ms else float("inf")
-                print(
-                    f"{n} --onnx: c=8 RPS {onnx8.rps:.0f} vs MLflow {ml8.rps:.0f} = {ratio:.2f}x  "
-                    f"{verdict(ratio >= RPS_VS_MLFLOW)} (target >= {RPS_VS_MLFLOW:g}x); p99 "
-                    f"{onnx8.p99_ms:.2f} ms = {p99:.3f}x MLflow's  "
-                    f"{verdict(p99 <= P99_VS_MLFLOW)} (target <= {P99_VS_MLFLOW:g}x)"
-                )
+                print_vs_mlflow(f"{n} --onnx", onnx8, ml8)
             gain = b64.rps / cv64.rps if cv64.rps else float("inf")
             print(
                 f"{n}: c=64 --batch RPS {b64.rps:.0f} vs unbatched {cv64.rps:.0f} = {gain:.2f}x  "
