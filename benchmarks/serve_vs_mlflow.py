@@ -744,7 +744,7 @@ def print_cold_verdict(name: str, cold: dict[str, list[float]]) -> None:
         )
 
 
-def cold_only(names: list[str], colds: int) -> None:
+def cold_only(names: list[str], colds: int, keep: bool) -> None:
     """--cold-only: the cold starts alone, without MLflow, wrk or the load runs."""
     server_cpu, _ = cpus()
     work = Path(tempfile.mkdtemp(prefix="cvbench-serve-"))
@@ -760,7 +760,10 @@ def cold_only(names: list[str], colds: int) -> None:
             print_cold_verdict(model.name, cold)
         print(f"load average at the end: {load()}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -799,7 +802,7 @@ def main() -> None:
     if args.no_log:
         SERVE_ARGS.append("--no-log")
     if args.cold_only:
-        cold_only(names, colds)
+        cold_only(names, colds, args.keep)
         return
 
     wrk = ensure_wrk() if args.generator == "wrk" else None

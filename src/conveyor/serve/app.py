@@ -207,8 +207,9 @@ class PredictionService:
         if self.slot is not None:
             await self.slot.start()
         # The model and everything loaded so far live as long as the process: keep them out
-        # of the garbage collector's generations so collections stay short.
-        gc.collect()
+        # of the garbage collector's generations so collections stay short. No collection
+        # first: start-up leaves ~1.5k unreachable objects, while a full pass over the
+        # ~300k it made takes 0.1-0.15 s of a cold start.
         gc.freeze()
         self.ready = self.slot is not None
 
