@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import UsageError
 from conveyor.serve.app import PredictionService
+from conveyor.serve.http import HttpProtocol
 from conveyor.serve.metrics import MULTIPROC_ENV
 from conveyor.serve.model import ServedModel
 from conveyor.serve.settings import ServeSettings
@@ -102,6 +103,9 @@ def uvicorn_options(host: str, port: int, drain_timeout_s: float) -> dict[str, A
         "lifespan": "on",
         "access_log": False,  # per-request log lines are I/O on the hot path; metrics count them
         "server_header": False,
+        "http": HttpProtocol,  # httptools, one send per response (see conveyor.serve.http)
+        "ws": "none",  # no WebSocket routes: skip importing a WebSocket implementation
+        "proxy_headers": False,  # the service never reads the client's address
         "timeout_graceful_shutdown": drain_timeout_s,
         "log_level": "info",
     }
