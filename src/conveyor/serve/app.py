@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from conveyor.serve import invocations, json_codec, protocol_v2
+from conveyor.serve.deadlines import Deadlines
 from conveyor.serve.limits import Disconnected, content_length, read_body
 from conveyor.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from conveyor.serve.metrics import ServiceMetrics, worker_exited
@@ -107,6 +108,7 @@ class PredictionService:
 
         self.settings = settings or ServeSettings()
         self.limits = self.settings.limits
+        self._body_deadlines = Deadlines(self.limits.body_timeout_s)
         self.metrics = ServiceMetrics(model.name if model else "", model.version if model else "")
         self.version = metadata.version("conveyor-ml")
         self.ready = False
@@ -405,7 +407,9 @@ class PredictionService:
         if self._count_in_flight:
             self.metrics.in_flight.inc()
         try:
-            body = await read_body(receive, content_length(scope["headers"]), self.limits)
+            body = await read_body(
+                receive, content_length(scope["headers"]), self.limits, self._body_deadlines
+            )
             if len(body) > PARSE_IN_THREAD_BYTES:
                 columns, extra = await asyncio.to_thread(parse, body, signature)
             else:

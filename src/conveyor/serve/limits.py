@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from conveyor.errors import UsageError
+from conveyor.serve.deadlines import Deadlines
 from conveyor.serve.problems import Refused
 
 MB = 1024 * 1024
@@ -47,35 +48,45 @@ def content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def read_body(receive: Any, declared: int | None, limits: Limits) -> bytes:
+async def read_body(
+    receive: Any, declared: int | None, limits: Limits, deadlines: Deadlines
+) -> bytes:
     """The whole request body, refused with 413 as soon as it is known to be too large (from
-    Content-Length, before reading any of it) and with 408 when it arrives too slowly."""
+    Content-Length, before reading any of it) and with 408 when it has not all arrived
+    within ``deadlines.seconds`` (the service's ``Deadlines`` of ``limits.body_timeout_s``)."""
     limit = limits.max_body_bytes
     if declared is not None and declared > limit:
         raise _too_large(limit, declared)
     chunks: list[bytes] = []
     size = 0
+    task = asyncio.current_task()
+    assert task is not None
+    deadlines.start(task, task.cancel)
     try:
-        async with asyncio.timeout(limits.body_timeout_s):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise Disconnected
-                chunk = message.get("body", b"")
-                if chunk:
-                    size += len(chunk)
-                    if size > limit:
-                        raise _too_large(limit, None)
-                    chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Disconnected
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit, None)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except asyncio.CancelledError:
+        if deadlines.stop(task):
+            raise  # cancelled by someone else
+        task.uncancel()
         raise Refused(
             408,
-            f"the request body did not arrive within {limits.body_timeout_s:g} s",
+            f"the request body did not arrive within {deadlines.seconds:g} s",
             hint="send the whole body at once",
             close=True,
         ) from None
+    finally:
+        deadlines.stop(task)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

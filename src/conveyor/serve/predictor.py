@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from conveyor.serve.batching import Batcher
+from conveyor.serve.deadlines import Deadlines
 from conveyor.serve.limits import Disconnected
 from conveyor.serve.metrics import ServiceMetrics
 from conveyor.serve.model import PREDICT_ERRORS, ServedModel
@@ -45,6 +46,7 @@ class Predictor:
         # than a hop to a worker thread and back (which also contends for the GIL).
         self._inline_rows = model.rows_within(settings.inline_s)
         self._slow_inline = 0
+        self._late = Deadlines(settings.limits.predict_timeout_s)
 
     def start(self) -> None:
         """Start the model threads (and the batcher); call on the running event loop."""
@@ -70,6 +72,7 @@ class Predictor:
             self._batcher.start()
 
     async def stop(self) -> None:
+        self._late.close()
         if self._batcher is not None:
             await self._batcher.stop()
         if self._executor is not None:
@@ -123,20 +126,19 @@ class Predictor:
         if gone is not None and threaded:
             watch = asyncio.ensure_future(gone())
             watch.add_done_callback(lambda w: _disconnected(w) and work.cancel())
-        # The time limit cancels the work, as a disconnection does: a timer on the future
-        # costs a fifth of asyncio.timeout(), which cancels and un-cancels the task.
-        late = _Late(work)
-        timer = loop.call_later(self.settings.limits.predict_timeout_s, late)
+        # The time limit cancels the work, as a disconnection does (see Deadlines for why
+        # not asyncio.timeout(), which would cancel and un-cancel the task).
+        self._late.start(work, work.cancel)
         try:
             return await work
         except asyncio.CancelledError:
-            if late.fired:
+            if not self._late.stop(work):  # the time limit cancelled it
                 raise TimeoutError from None
             if watch is not None and _disconnected(watch):
                 raise Disconnected from None
             raise
         finally:
-            timer.cancel()
+            self._late.stop(work)
             if watch is not None:
                 watch.cancel()
 
@@ -170,19 +172,6 @@ class Predictor:
         if len(outputs) != rows:
             raise RuntimeError(f"the model returned {len(outputs)} rows for {rows}")
         return outputs
-
-
-class _Late:
-    """Called at the time limit: cancels the work, and remembers that it did."""
-
-    __slots__ = ("fired", "work")
-
-    def __init__(self, work: asyncio.Future[Array]) -> None:
-        self.work = work
-        self.fired = False
-
-    def __call__(self) -> None:
-        self.fired = self.work.cancel()
 
 
 def _disconnected(watch: asyncio.Future[bool]) -> bool:
