@@ -41,6 +41,7 @@ from conveyor.serve import (
     ServeSettings,
     Signature,
 )
+from conveyor.serve.run import uvicorn_options
 from helpers import free_port
 
 COLUMNS = ["age", "income", "children", "score"]
@@ -67,12 +68,11 @@ MODEL = LogisticRegression(max_iter=500).fit(FRAME, LABELS)
 
 @contextlib.contextmanager
 def running(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread; yield its base URL; always stop it."""
+    """Serve ``app`` with uvicorn in a thread, as ``conveyor serve`` does (its HTTP protocol
+    included); yield its base URL; always stop it."""
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", access_log=False, log_level="warning"
-    )
-    config.timeout_graceful_shutdown = 5
+    options = {**uvicorn_options("127.0.0.1", port, drain_timeout_s=5), "log_level": "warning"}
+    config = uvicorn.Config(app, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -403,6 +403,40 @@ def test_a_slow_drip_body_is_408(base_url: str) -> None:
     assert response.startswith(b"HTTP/1.1 408 ")
     assert b"did not arrive within 1 s" in response
     assert time.monotonic() - started < 10
+    assert alive(base_url)
+
+
+def test_pipelined_requests_get_their_answers_in_order_and_close_comes_after(
+    base_url: str,
+) -> None:
+    """Responses are sent in one write per loop turn: pipelined requests still get theirs
+    in order, each whole, and a refusal that closes the connection is sent before it
+    closes."""
+    rows = FRAME.head(3)
+    heads = []
+    for k in range(3):
+        body = json.dumps(split(rows.iloc[[k]])).encode()
+        heads.append(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-Request-Id: pipelined-%d\r\nContent-Length: %d\r\n\r\n%s" % (k, len(body), body)
+        )
+    refused = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: 2\r\n\r\n<>"
+    response = raw_request(base_url, b"".join(heads) + refused)  # all sent at once
+    answers = response.split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"200", b"200", b"200", b"415"]
+    want = expected(rows)
+    for k, answer in enumerate(answers[:3]):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"x-request-id: pipelined-%d" % k in head.lower()
+        length = int(
+            next(h for h in head.lower().split(b"\r\n") if h.startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        assert len(body) == length
+        np.testing.assert_allclose(json.loads(body)["predictions"], want[k : k + 1])
+    assert b"connection: close" in answers[3].lower()
+    assert answers[3].endswith(b"}")  # the whole JSON error, then the server closed
     assert alive(base_url)
 
 
