@@ -182,7 +182,7 @@ class PredictionLog:
 
         table = self.table(entries)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
+        pq.write_table(table, sink, use_dictionary=self._dictionary_columns(table))
         data = sink.getvalue().to_pybytes()
         directory = self.partition(hour)
         final = f"{directory}/part-{uuid.uuid4().hex}.parquet"
@@ -199,6 +199,18 @@ class PredictionLog:
         else:
             self._fs.pipe_file(final, data)  # one PUT: the object appears whole or not at all
         return final
+
+    def _dictionary_columns(self, table: Any) -> list[str]:
+        """The columns worth a dictionary: those of few distinct strings. By default Parquet
+        tries one for every column and gives up on each column of measurements, which made
+        the write of a log of numbers five times slower (and its file larger)."""
+        import pyarrow as pa
+
+        columns = ["model", "model_version", "protocol"]
+        columns += [f"inputs.{c.name}" for c in self.signature.columns if c.type == "string"]
+        if pa.types.is_string(table.schema.field("outputs").type):
+            columns.append("outputs")  # class labels
+        return columns
 
     def table(self, entries: Sequence[Entry]) -> Any:
         import pyarrow as pa
