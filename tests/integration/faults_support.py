@@ -69,6 +69,10 @@ class Finished:
         return f"exit code {self.returncode}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Background:
     """``conveyor ARGS`` in its own process group, as a shell starts a foreground job.
 
@@ -89,6 +93,9 @@ class Background:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
+                # A job a shell starts in the foreground takes Ctrl-C; a test suite launched in
+                # the background (`cmd &`) has SIGINT ignored, and children would inherit that.
+                preexec_fn=_default_sigint,
             )
 
     @property
