@@ -9,7 +9,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+load=""   # the subshell sending background traffic, while there is one
+stop_traffic() {  # the loadtest the subshell runs first: killing the subshell leaves it running
+  if [ -n "$load" ]; then
+    pkill -P "$load" 2>/dev/null || true
+    kill "$load" 2>/dev/null || true
+    wait "$load" 2>/dev/null || true
+    load=""
+  fi
+}
 stop_all() {
+  stop_traffic
   for env in test staging production; do conveyor stop "$env" >/dev/null 2>&1 || true; done
 }
 trap stop_all EXIT
@@ -80,8 +90,7 @@ CONVEYOR_USER=bob conveyor promote credit-risk:2 --to production
 traffic "$(url 28603)" credit-risk:2 300 60s &   # synthetic production traffic during the canary
 load=$!
 CONVEYOR_USER=carol conveyor approve 6
-kill "$load" 2>/dev/null || true
-wait "$load" 2>/dev/null || true
+stop_traffic
 echo
 echo "== 12. carol rolls production back to version 1, at once"
 CONVEYOR_USER=carol conveyor rollback production   # rolling back production takes an approver
