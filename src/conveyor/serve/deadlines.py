@@ -39,9 +39,6 @@ class Deadlines:
         (``expire`` was called) or it was never started."""
         return self._due.pop(key, None) is not None
 
-    def __len__(self) -> int:
-        return len(self._due)
-
     def _expire(self) -> None:
         """Expire the waits whose time is up (the oldest), then wait for the next oldest."""
         self._timer = None
