@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conveyor.serve.http import CoalescingTransport
+import uvicorn
+
+from conveyor.serve.http import CoalescingTransport, HttpProtocol
+from conveyor.serve.run import uvicorn_options
 
 
 class Recording(asyncio.Transport):
@@ -88,3 +91,16 @@ def test_nothing_is_written_to_a_connection_already_closing() -> None:
         assert real.writes == []
 
     asyncio.run(main())
+
+
+def test_conveyor_serve_runs_uvicorn_with_this_protocol() -> None:
+    """The coalescing is on wherever the service is started: conveyor serve, its workers and
+    the deployment server all take their uvicorn options from uvicorn_options."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+        pass
+
+    config = uvicorn.Config(app, **uvicorn_options("127.0.0.1", 1, drain_timeout_s=1))
+    config.load()
+    assert config.http_protocol_class is HttpProtocol
+    assert config.ws_protocol_class is None
